@@ -1,0 +1,49 @@
+# Cộng đồng số: `make run` serves the API, `make test` runs everything CI checks.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+
+.PHONY: install run test lint typecheck pytest bench catalogs messages clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Compiled catalogs (.mo) are build output, never committed.
+catalogs: $(STAMP)
+	$(BIN)/pybabel compile --statistics -d i18n -D messages
+
+install: $(STAMP) catalogs
+
+run: install
+	$(BIN)/congdongso migrate
+	$(BIN)/congdongso demo
+	$(BIN)/congdongso serve
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m bench
+
+# Re-extract message ids after changing user-facing text, then translate the new entries.
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F pyproject.toml --no-location --sort-output \
+		-o i18n/messages.pot api schemas
+	$(BIN)/pybabel update -q -i i18n/messages.pot -d i18n -D messages --no-fuzzy-matching
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

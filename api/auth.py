@@ -1,0 +1,108 @@
+"""Who is calling: short-lived JWT access tokens, the Principal they carry, role guards.
+
+The Principal is rebuilt from the token's claims without a database round-trip; roles and
+areas are re-read from the database at every refresh, so a change takes effect within one
+access-token lifetime (and refresh tokens are revoked when a role changes).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal
+
+import msgspec
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers.base import BaseRouteHandler
+from litestar.security.jwt import JWTAuth, Token
+
+from api.errors import Forbidden
+
+Role = Literal["admin", "province_official", "ward_official", "team_member", "resident"]
+ROLES: Final[tuple[Role, ...]] = (
+    "admin",
+    "province_official",
+    "ward_official",
+    "team_member",
+    "resident",
+)
+# Higher rank manages lower ranks.
+RANK: Final[dict[str, int]] = {role: len(ROLES) - i for i, role in enumerate(ROLES)}
+OFFICIALS: Final = ("admin", "province_official", "ward_official")
+
+ISSUER: Final = "congdongso"
+AUDIENCE: Final = "congdongso-api"
+ALGORITHM: Final = "HS256"
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: uuid.UUID
+    role: Role
+    area_id: int | None  # None for admins (the whole country)
+    province_id: int | None
+    team_id: uuid.UUID | None = None
+    household_id: uuid.UUID | None = None
+
+
+async def principal_from_token(token: Token, _: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    extras = token.extras
+    try:
+        return Principal(
+            user_id=uuid.UUID(token.sub),
+            role=extras["role"],
+            area_id=extras.get("area"),
+            province_id=extras.get("prov"),
+            team_id=uuid.UUID(extras["team"]) if extras.get("team") else None,
+            household_id=uuid.UUID(extras["hh"]) if extras.get("hh") else None,
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        # A correctly signed token with the wrong shape: treat as not signed in.
+        raise NotAuthorizedException() from exc
+
+
+def jwt_auth(secret: str, ttl_seconds: int) -> JWTAuth[Principal, Token]:
+    return JWTAuth[Principal, Token](
+        retrieve_user_handler=principal_from_token,
+        token_secret=secret,
+        algorithm=ALGORITHM,
+        default_token_expiration=timedelta(seconds=ttl_seconds),
+        accepted_issuers=[ISSUER],
+        accepted_audiences=[AUDIENCE],
+        require_claims=["exp", "sub", "iat"],
+        exclude=["^/schema"],  # the OpenAPI document and its browsable UI are public
+    )
+
+
+def issue_access_token(secret: str, ttl_seconds: int, principal: Principal) -> str:
+    now = datetime.now(UTC)
+    token = Token(
+        sub=str(principal.user_id),
+        exp=now + timedelta(seconds=ttl_seconds),
+        iat=now,
+        iss=ISSUER,
+        aud=AUDIENCE,
+        jti=uuid.uuid4().hex,
+        extras={
+            "role": principal.role,
+            "area": principal.area_id,
+            "prov": principal.province_id,
+            "team": str(principal.team_id) if principal.team_id else None,
+            "hh": str(principal.household_id) if principal.household_id else None,
+        },
+    )
+    return token.encode(secret, ALGORITHM)
+
+
+def requires_role(
+    *roles: Role,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard: the caller's role must be one of ``roles`` (403 otherwise)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        user = connection.user
+        if not isinstance(user, Principal) or user.role not in roles:
+            raise Forbidden()
+
+    return guard

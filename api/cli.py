@@ -1,0 +1,176 @@
+"""The ``congdongso`` command: serve, migrate, create-user, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+
+from api import embedded, migrate
+from api.config import Settings, settings_from_env
+from api.db import connect
+from api.logs import configure as configure_logs
+
+
+def database_url(settings: Settings) -> str:
+    return asyncio.run(embedded.resolve_database_url(settings.database_url, settings.data_dir))
+
+
+def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    dsn = database_url(settings)
+    # Workers are separate processes: hand them the resolved database (embedded or not).
+    os.environ["DATABASE_URL"] = dsn
+    print(f"Cộng đồng số on http://{settings.host}:{settings.port}  (API docs: /schema)")
+    Granian(
+        "api.asgi:app",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        loop=Loops.uvloop,
+        log_access=False,
+    ).serve()
+    return 0
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    dsn = database_url(settings)
+    if args.down:
+        migrate.downgrade(dsn, args.down)
+        print(f"database downgraded to {args.down}")
+    else:
+        migrate.upgrade(dsn)
+        print(f"database at revision {migrate.head_revision()}")
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if first != getpass.getpass("Again: "):
+            raise SystemExit("passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+async def _create_user(
+    dsn: str,
+    settings: Settings,
+    phone: str,
+    role: str,
+    area_code: str | None,
+    password: str,
+    display_name: str | None,
+) -> str:
+    from api.passwords import Passwords
+    from api.phone import normalize_phone
+    from api.queries import accounts, audit
+    from api.queries.areas import get_area
+
+    normalized = normalize_phone(phone)
+    if normalized is None:
+        raise SystemExit(f"not a Vietnamese mobile number: {phone}")
+    if len(password) < 8:
+        raise SystemExit("the password needs at least 8 characters")
+    if role not in ("admin", "province_official", "ward_official"):
+        raise SystemExit("create-user makes admins and officials; teams add their own members")
+    conn = await connect(dsn)
+    try:
+        area_id = province_id = None
+        if role != "admin":
+            if area_code is None:
+                raise SystemExit(f"--area is required for {role}")
+            area = await get_area(conn, area_code)
+            expected = "province" if role == "province_official" else "ward"
+            if area is None or area.level != expected:
+                raise SystemExit(f"{role} needs the code of a {expected}: {area_code}")
+            area_id, province_id = area.id, area.province_id
+        hasher = Passwords(
+            settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
+        )
+        user_id = uuid.uuid4()
+        async with conn.transaction():
+            created = await accounts.insert_user(
+                conn,
+                user_id=user_id,
+                phone=normalized,
+                password_hash=await hasher.hash(password),
+                role=role,
+                area_id=area_id,
+                province_id=province_id,
+                team_id=None,
+                display_name=display_name,
+            )
+            if not created:
+                raise SystemExit(f"{normalized} already has an account")
+            await audit.record(
+                conn,
+                "user_created",
+                "user",
+                user_id,
+                actor_id=None,
+                province_id=province_id,
+                detail={"role": role, "area": area_code, "via": "cli"},
+            )
+        return normalized
+    finally:
+        await conn.close()
+
+
+def cmd_create_user(settings: Settings, args: argparse.Namespace) -> int:
+    dsn = database_url(settings)
+    password = _read_password()
+    phone = asyncio.run(
+        _create_user(dsn, settings, args.phone, args.role, args.area, password, args.name)
+    )
+    print(f"created {args.role} {phone}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.production:
+        print("demo data is refused when CONGDONGSO_ENV=production", file=sys.stderr)
+        return 2
+    from api.demo import create_demo
+
+    dsn = database_url(settings)
+    asyncio.run(create_demo(dsn, settings))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="congdongso", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="serve the API (HOST, PORT, DATABASE_URL)")
+    p_migrate = sub.add_parser("migrate", help="apply database migrations")
+    p_migrate.add_argument("--down", metavar="REVISION", help="downgrade to REVISION instead")
+    p_user = sub.add_parser("create-user", help="create an admin or official (password on stdin)")
+    p_user.add_argument("--phone", required=True)
+    p_user.add_argument(
+        "--role", required=True, choices=["admin", "province_official", "ward_official"]
+    )
+    p_user.add_argument("--area", help="province or ward code (officials)")
+    p_user.add_argument("--name", help="display name")
+    sub.add_parser("demo", help="create a demo ward with a team and officials")
+    args = parser.parse_args(argv)
+
+    settings = settings_from_env()
+    configure_logs(settings.log_level)
+    commands = {
+        "serve": cmd_serve,
+        "migrate": cmd_migrate,
+        "create-user": cmd_create_user,
+        "demo": cmd_demo,
+    }
+    return commands[args.command](settings, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

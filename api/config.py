@@ -1,0 +1,93 @@
+"""Settings read once from the environment into one Struct."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Environment variable → settings field. HOST, PORT and DATABASE_URL are the
+# conventional names; everything else is prefixed to avoid clashes.
+_ENV_NAMES = {
+    "HOST": "host",
+    "PORT": "port",
+    "DATABASE_URL": "database_url",
+    "CONGDONGSO_ENV": "env",
+    "CONGDONGSO_DATA_DIR": "data_dir",
+    "CONGDONGSO_JWT_SECRET": "jwt_secret",
+    "CONGDONGSO_ACCESS_TOKEN_TTL": "access_token_ttl",
+    "CONGDONGSO_REFRESH_TOKEN_TTL": "refresh_token_ttl",
+    "CONGDONGSO_ARGON2_TIME_COST": "argon2_time_cost",
+    "CONGDONGSO_ARGON2_MEMORY_KIB": "argon2_memory_kib",
+    "CONGDONGSO_ARGON2_PARALLELISM": "argon2_parallelism",
+    "CONGDONGSO_MAX_BODY_BYTES": "max_body_bytes",
+    "CONGDONGSO_POOL_MIN": "pool_min",
+    "CONGDONGSO_POOL_MAX": "pool_max",
+    "CONGDONGSO_LOGIN_MAX_FAILURES": "login_max_failures",
+    "CONGDONGSO_LOGIN_MAX_FAILURES_PER_ADDR": "login_max_failures_per_addr",
+    "CONGDONGSO_LOGIN_WINDOW": "login_window",
+    "CONGDONGSO_LOG_LEVEL": "log_level",
+    "CONGDONGSO_WORKERS": "workers",
+}
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    database_url: str | None = None
+    data_dir: str = str(ROOT / ".data")
+    jwt_secret: str | None = None
+    access_token_ttl: int = 900  # seconds; short because roles are read from the token
+    refresh_token_ttl: int = 30 * 24 * 3600
+    # RFC 9106 "second recommended" profile (argon2-cffi's default): 64 MiB, t=3, p=4.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 4
+    max_body_bytes: int = 4 * 1024 * 1024
+    pool_min: int = 2
+    pool_max: int = 10
+    login_max_failures: int = 5  # per phone within the window
+    login_max_failures_per_addr: int = 20  # per client address within the window
+    login_window: int = 900  # seconds; also the lockout length
+    log_level: str = "INFO"
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def settings_from_env(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    source = os.environ if environ is None else environ
+    raw: dict[str, object] = {
+        field: source[name] for name, field in _ENV_NAMES.items() if source.get(name)
+    }
+    raw.update(overrides)
+    return msgspec.convert(raw, Settings, strict=False)
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The signing secret: from the environment, or a generated one kept under the data dir.
+
+    Production must set it explicitly so every instance behind a load balancer agrees.
+    """
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if settings.production:
+        raise RuntimeError("CONGDONGSO_JWT_SECRET must be set when CONGDONGSO_ENV=production")
+    path = Path(settings.data_dir) / "jwt_secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # created earlier, or just now by a concurrent process
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,396 @@
+"""Every error leaves the API here, once, as localized RFC 9457 problem+json.
+
+Domain code raises :class:`AppError` subclasses carrying a machine ``code`` and untranslated
+message ids; framework and driver exceptions are mapped by status. Titles, details and field
+messages are translated into the caller's Accept-Language at the edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, ClassVar
+
+import asyncpg
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+
+from api.i18n import N_, negotiate, translate
+from schemas.errors import FieldProblem, Problem
+
+log = logging.getLogger("congdongso.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class FieldError(msgspec.Struct, frozen=True):
+    field: str
+    code: str
+    message: str  # an untranslated message id
+    params: dict[str, object] | None = None
+
+
+class AppError(Exception):
+    status_code: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = N_("Bad request")
+    default_detail: ClassVar[str] = N_("The request cannot be processed.")
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        params: dict[str, object] | None = None,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(detail or self.default_detail)
+        self.detail = detail or self.default_detail
+        self.params = params
+        self.errors = errors
+        self.headers = headers
+        self.instance_code = code or self.code
+
+
+class ValidationFailed(AppError):
+    code = "validation_failed"
+    title = N_("Invalid input")
+    default_detail = N_("Some fields are not valid.")
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        super().__init__(detail, errors=errors)
+
+
+def invalid(field: str, code: str, message: str, **params: object) -> ValidationFailed:
+    """One field's validation error, the common case."""
+    return ValidationFailed([FieldError(field, code, message, params or None)])
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "unauthorized"
+    title = N_("Not signed in")
+    default_detail = N_("Sign in to continue: the access token is missing, invalid or expired.")
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "forbidden"
+    title = N_("Not allowed")
+    default_detail = N_("Your role does not allow this action.")
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    title = N_("Not found")
+    default_detail = N_("Nothing was found at this address.")
+
+
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    title = N_("Conflict")
+    default_detail = N_("The request conflicts with the current state.")
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    code = "too_many_requests"
+    title = N_("Too many attempts")
+    default_detail = N_("Too many attempts. Try again later.")
+
+
+# Framework exceptions, by status: (code, title, detail).
+_BY_STATUS: dict[int, tuple[str, str, str]] = {
+    400: ("bad_request", AppError.title, AppError.default_detail),
+    401: (Unauthorized.code, Unauthorized.title, Unauthorized.default_detail),
+    403: (Forbidden.code, Forbidden.title, Forbidden.default_detail),
+    404: (NotFound.code, NotFound.title, NotFound.default_detail),
+    405: (
+        "method_not_allowed",
+        N_("Method not allowed"),
+        N_("This address does not accept this HTTP method."),
+    ),
+    406: ("not_acceptable", N_("Not acceptable"), N_("No acceptable representation exists.")),
+    409: (Conflict.code, Conflict.title, Conflict.default_detail),
+    413: (
+        "body_too_large",
+        N_("Request too large"),
+        N_("The request body is larger than the server accepts."),
+    ),
+    415: (
+        "unsupported_media_type",
+        N_("Unsupported media type"),
+        N_("Send the request body as application/json."),
+    ),
+    429: (TooManyRequests.code, TooManyRequests.title, TooManyRequests.default_detail),
+    500: (
+        "internal_error",
+        N_("Internal error"),
+        N_("Something went wrong on our side. The error has been logged."),
+    ),
+    503: (
+        "unavailable",
+        N_("Service unavailable"),
+        N_("The service is temporarily unavailable. Try again shortly."),
+    ),
+}
+
+# msgspec / Litestar validation messages → (field code, message id).
+_TYPE_NAMES = {
+    "str": N_("text"),
+    "int": N_("an integer"),
+    "float": N_("a number"),
+    "bool": N_("true or false"),
+    "object": N_("an object"),
+    "array": N_("a list"),
+    "null": N_("null"),
+    "uuid": N_("a UUID"),
+    "datetime": N_("a date and time"),
+    "date": N_("a date"),
+}
+_RULES: list[tuple[re.Pattern[str], str, str]] = [
+    (
+        re.compile(r"Object missing required field `(?P<name>[^`]+)`"),
+        "required",
+        N_("This field is required."),
+    ),
+    (
+        re.compile(r"Expected `(?P<expected>\w+)`(?: \| `\w+`)*, got `(?P<got>\w+)`"),
+        "type",
+        N_("Expected %(expected)s."),
+    ),
+    (
+        re.compile(r"Expected `str` of length >= (?P<limit>\d+)"),
+        "min_length",
+        N_("Must be at least %(limit)s characters long."),
+    ),
+    (
+        re.compile(r"Expected `str` of length <= (?P<limit>\d+)"),
+        "max_length",
+        N_("Must be at most %(limit)s characters long."),
+    ),
+    (
+        re.compile(r"Expected `(?:array|object)` of length >= (?P<limit>\d+)"),
+        "min_items",
+        N_("Must contain at least %(limit)s items."),
+    ),
+    (
+        re.compile(r"Expected `(?:array|object)` of length <= (?P<limit>\d+)"),
+        "max_items",
+        N_("Must contain at most %(limit)s items."),
+    ),
+    (
+        re.compile(r"Expected `\w+` >= (?P<limit>\S+)"),
+        "minimum",
+        N_("Must be at least %(limit)s."),
+    ),
+    (
+        re.compile(r"Expected `\w+` <= (?P<limit>\S+)"),
+        "maximum",
+        N_("Must be at most %(limit)s."),
+    ),
+    (
+        re.compile(r"Expected `\w+` > (?P<limit>\S+)"),
+        "minimum",
+        N_("Must be greater than %(limit)s."),
+    ),
+    (
+        re.compile(r"Expected `\w+` < (?P<limit>\S+)"),
+        "maximum",
+        N_("Must be less than %(limit)s."),
+    ),
+    (re.compile(r"matching regex"), "format", N_("Has an invalid format.")),
+    (re.compile(r"Invalid enum value"), "choice", N_("Is not one of the allowed values.")),
+    (re.compile(r"Invalid "), "format", N_("Has an invalid format.")),
+    (re.compile(r"unknown field"), "unknown_field", N_("Is not a known field.")),
+]
+_INVALID = N_("Is not valid.")
+_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}.{name}" if parent else name
+
+
+def field_error(message: str, field: str = "") -> FieldError:
+    """Translate one msgspec/Litestar validation message into a FieldError."""
+    if match := _PATH.search(message):
+        field = _join(field, match["path"].lstrip("."))
+        message = message[: match.start()]
+    for pattern, code, text in _RULES:
+        if found := pattern.search(message):
+            groups = found.groupdict()
+            if code == "required":
+                return FieldError(_join(field, groups["name"]), code, text)
+            if code == "type":
+                expected = _TYPE_NAMES.get(groups["expected"], groups["expected"])
+                return FieldError(field, code, text, {"expected": expected})
+            return FieldError(field, code, text, groups or None)
+    return FieldError(field, "invalid", _INVALID)
+
+
+def field_errors_from_litestar(extra: Any) -> list[FieldError]:
+    errors: list[FieldError] = []
+    for item in extra if isinstance(extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        key = str(item.get("key", ""))
+        field = "" if key == "data" else key
+        errors.append(field_error(str(item.get("message", "")), field))
+    return errors
+
+
+def _problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    params: dict[str, object] | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Problem]:
+    language = negotiate(request.headers.get("accept-language"))
+    translated_errors = None
+    if errors:
+        translated_errors = [
+            FieldProblem(
+                field=error.field,
+                code=error.code,
+                message=translate(language, error.message, _translated_params(language, error)),
+            )
+            for error in errors
+        ]
+    body = Problem(
+        type=f"urn:congdongso:problem:{code}",
+        title=translate(language, title),
+        status=status,
+        detail=translate(language, detail, params),
+        code=code,
+        instance=request.url.path,
+        errors=translated_errors,
+    )
+    return Response(
+        body,
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers={"Content-Language": language, **(headers or {})},
+    )
+
+
+def _translated_params(language: str, error: FieldError) -> dict[str, object] | None:
+    if not error.params:
+        return None
+    # Parameter values that are themselves message ids (type names) are translated too.
+    return {
+        k: translate(language, v) if k == "expected" and isinstance(v, str) else v
+        for k, v in error.params.items()
+    }
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """The single exception → HTTP mapping for the whole app."""
+    if isinstance(exc, AppError):
+        return _problem(
+            request,
+            exc.status_code,
+            exc.instance_code,
+            exc.title,
+            exc.detail,
+            exc.params,
+            exc.errors,
+            exc.headers,
+        )
+    if isinstance(exc, ValidationException):
+        errors = field_errors_from_litestar(exc.extra)
+        return _problem(
+            request,
+            400,
+            ValidationFailed.code,
+            ValidationFailed.title,
+            ValidationFailed.default_detail,
+            errors=errors or None,
+        )
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        if status == 400 and str(exc.detail).startswith("JSON is malformed"):
+            return _problem(
+                request,
+                400,
+                "malformed_json",
+                N_("Malformed JSON"),
+                N_("The request body is not valid JSON."),
+            )
+        code, title, detail = _BY_STATUS.get(status, _BY_STATUS[500 if status >= 500 else 400])
+        if status >= 500:
+            log.error("server error %s on %s", status, request.scope.get("path_template", ""))
+        return _problem(request, status, code, title, detail, headers=dict(exc.headers or {}))
+    if isinstance(exc, asyncpg.DataError):
+        # Input the database refuses (a NUL byte, an out-of-range number) is the caller's error.
+        return _problem(
+            request,
+            400,
+            "invalid_data",
+            N_("Invalid data"),
+            N_(
+                "A value in the request cannot be stored: check for control characters and "
+                "numbers out of range."
+            ),
+        )
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return _problem(
+            request,
+            409,
+            Conflict.code,
+            Conflict.title,
+            N_("A record with the same unique value already exists."),
+        )
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return _problem(
+            request,
+            400,
+            "invalid_reference",
+            N_("Invalid reference"),
+            N_("The request refers to a record that does not exist."),
+        )
+    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.TooManyConnectionsError, OSError)):
+        log.error("database unavailable: %s", type(exc).__name__)
+        code, title, detail = _BY_STATUS[503]
+        return _problem(request, 503, code, title, detail, headers={"Retry-After": "5"})
+    log.exception("unhandled error on %s", request.scope.get("path_template", ""))
+    code, title, detail = _BY_STATUS[500]
+    return _problem(request, 500, code, title, detail)
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI documentation of the problem+json answers an operation can give."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            description=_BY_STATUS.get(status, _BY_STATUS[400])[1],
+            media_type=PROBLEM_JSON,
+        )
+        for status in statuses
+    }
+
+
+__all__ = [
+    "PROBLEM_JSON",
+    "AppError",
+    "Conflict",
+    "FieldError",
+    "Forbidden",
+    "NotFound",
+    "TooManyRequests",
+    "Unauthorized",
+    "ValidationFailed",
+    "field_error",
+    "handle_exception",
+    "invalid",
+    "problems",
+]

@@ -1,0 +1,1 @@
+"""SQL, one module per resource: functions take the connection first and return Structs."""

@@ -1,0 +1,308 @@
+"""Users, teams, refresh tokens and login throttling."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from schemas.accounts import Role, Team, User
+
+
+class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    phone: str
+    password_hash: str
+    role: Role
+    area_id: int | None
+    area_code: str | None
+    area_level: str | None
+    province_id: int | None
+    team_id: uuid.UUID | None
+    household_id: uuid.UUID | None
+    display_name: str | None
+    disabled: bool
+    created_at: datetime
+
+    def public(self) -> User:
+        return User(
+            id=self.id,
+            phone=self.phone,
+            role=self.role,
+            area_code=self.area_code,
+            display_name=self.display_name,
+            team_id=self.team_id,
+            disabled=self.disabled,
+        )
+
+
+_USER = """SELECT u.id, u.phone, u.password_hash, u.role, u.area_id, a.code AS area_code,
+                  a.level AS area_level, u.province_id, u.team_id, u.household_id,
+                  u.display_name, u.disabled, u.created_at
+           FROM app_user u LEFT JOIN area a ON a.id = u.area_id"""
+
+
+def _user(row: asyncpg.Record | None) -> UserRecord | None:
+    return None if row is None else msgspec.convert(row, UserRecord, from_attributes=True)
+
+
+async def get_user(conn: asyncpg.Connection, user_id: uuid.UUID) -> UserRecord | None:
+    return _user(await conn.fetchrow(f"{_USER} WHERE u.id = $1", user_id))
+
+
+async def get_user_by_phone(conn: asyncpg.Connection, phone: str) -> UserRecord | None:
+    return _user(await conn.fetchrow(f"{_USER} WHERE u.phone = $1", phone))
+
+
+async def list_users(
+    conn: asyncpg.Connection,
+    *,
+    province_id: int | None,
+    area_id: int | None,
+    role: str | None,
+    team_id: uuid.UUID | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[UserRecord]:
+    """Users filtered by scope (province / area), newest first, keyset on (created_at, id)."""
+    rows = await conn.fetch(
+        f"""{_USER}
+            WHERE ($1::int IS NULL OR u.province_id = $1)
+              AND ($2::int IS NULL OR u.area_id = $2)
+              AND ($3::text IS NULL OR u.role = $3)
+              AND ($4::uuid IS NULL OR u.team_id = $4)
+              AND ($5::timestamptz IS NULL OR (u.created_at, u.id) < ($5, $6::uuid))
+            ORDER BY u.created_at DESC, u.id DESC
+            LIMIT $7""",
+        province_id,
+        area_id,
+        role,
+        team_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [msgspec.convert(row, UserRecord, from_attributes=True) for row in rows]
+
+
+async def insert_user(
+    conn: asyncpg.Connection,
+    *,
+    user_id: uuid.UUID,
+    phone: str,
+    password_hash: str,
+    role: str,
+    area_id: int | None,
+    province_id: int | None,
+    team_id: uuid.UUID | None,
+    display_name: str | None,
+    household_id: uuid.UUID | None = None,
+) -> bool:
+    """False when the phone is already registered."""
+    inserted = await conn.fetchval(
+        """INSERT INTO app_user (id, phone, password_hash, role, area_id, province_id, team_id,
+                                 display_name, household_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT (phone) DO NOTHING
+           RETURNING true""",
+        user_id,
+        phone,
+        password_hash,
+        role,
+        area_id,
+        province_id,
+        team_id,
+        display_name,
+        household_id,
+    )
+    return bool(inserted)
+
+
+_UPDATABLE = frozenset(
+    {"role", "area_id", "province_id", "team_id", "display_name", "disabled", "password_hash"}
+)
+
+
+async def update_user(
+    conn: asyncpg.Connection, user_id: uuid.UUID, changes: dict[str, Any]
+) -> None:
+    columns = [name for name in changes if name in _UPDATABLE]
+    if not columns:
+        return
+    assignments = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
+    await conn.execute(
+        f"UPDATE app_user SET {assignments}, updated_at = now() WHERE id = $1",
+        user_id,
+        *(changes[name] for name in columns),
+    )
+
+
+# Teams ---------------------------------------------------------------------------------------
+
+
+class TeamRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    ward_id: int
+    ward_code: str
+    province_id: int
+    name: str
+    member_count: int
+    created_at: datetime
+
+    def public(self) -> Team:
+        return Team(
+            id=self.id, ward_code=self.ward_code, name=self.name, member_count=self.member_count
+        )
+
+
+_TEAM = """SELECT t.id, t.ward_id, a.code AS ward_code, t.province_id, t.name, t.created_at,
+                  (SELECT count(*) FROM app_user m WHERE m.team_id = t.id)::int AS member_count
+           FROM team t JOIN area a ON a.id = t.ward_id"""
+
+
+async def get_team(conn: asyncpg.Connection, team_id: uuid.UUID) -> TeamRecord | None:
+    row = await conn.fetchrow(f"{_TEAM} WHERE t.id = $1", team_id)
+    return None if row is None else msgspec.convert(row, TeamRecord, from_attributes=True)
+
+
+async def insert_team(
+    conn: asyncpg.Connection, *, team_id: uuid.UUID, ward_id: int, province_id: int, name: str
+) -> bool:
+    """False when a team with this id already exists."""
+    inserted = await conn.fetchval(
+        """INSERT INTO team (id, ward_id, province_id, name) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (id) DO NOTHING RETURNING true""",
+        team_id,
+        ward_id,
+        province_id,
+        name,
+    )
+    return bool(inserted)
+
+
+async def list_teams(
+    conn: asyncpg.Connection,
+    *,
+    province_id: int | None,
+    ward_id: int | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[TeamRecord]:
+    rows = await conn.fetch(
+        f"""{_TEAM}
+            WHERE ($1::int IS NULL OR t.province_id = $1)
+              AND ($2::int IS NULL OR t.ward_id = $2)
+              AND ($3::timestamptz IS NULL OR (t.created_at, t.id) < ($3, $4::uuid))
+            ORDER BY t.created_at DESC, t.id DESC
+            LIMIT $5""",
+        province_id,
+        ward_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [msgspec.convert(row, TeamRecord, from_attributes=True) for row in rows]
+
+
+# Refresh tokens ------------------------------------------------------------------------------
+
+
+class RefreshRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: uuid.UUID
+    family_id: uuid.UUID
+    user_id: uuid.UUID
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+
+async def insert_refresh_token(
+    conn: asyncpg.Connection,
+    *,
+    family_id: uuid.UUID,
+    user_id: uuid.UUID,
+    token_hash: bytes,
+    ttl_seconds: int,
+) -> None:
+    await conn.execute(
+        """INSERT INTO refresh_token (id, family_id, user_id, token_hash, expires_at)
+           VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))""",
+        uuid.uuid4(),
+        family_id,
+        user_id,
+        token_hash,
+        ttl_seconds,
+    )
+
+
+async def lock_refresh_token(conn: asyncpg.Connection, token_hash: bytes) -> RefreshRecord | None:
+    """The token row, locked until the end of the transaction (rotation is one-shot)."""
+    row = await conn.fetchrow(
+        """SELECT id, family_id, user_id, expires_at, used_at, revoked_at
+           FROM refresh_token WHERE token_hash = $1 FOR UPDATE""",
+        token_hash,
+    )
+    return None if row is None else msgspec.convert(row, RefreshRecord, from_attributes=True)
+
+
+async def mark_refresh_used(conn: asyncpg.Connection, token_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE refresh_token SET used_at = now() WHERE id = $1", token_id)
+
+
+async def revoke_family(conn: asyncpg.Connection, family_id: uuid.UUID) -> int:
+    result: str = await conn.execute(
+        "UPDATE refresh_token SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+        family_id,
+    )
+    return int(result.split()[-1])
+
+
+async def revoke_user_tokens(conn: asyncpg.Connection, user_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE refresh_token SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id,
+    )
+
+
+# Login throttling ----------------------------------------------------------------------------
+
+
+async def locked_for(conn: asyncpg.Connection, keys: list[str]) -> float:
+    """Seconds until every given key is unlocked (0 when none is locked)."""
+    seconds = await conn.fetchval(
+        """SELECT coalesce(max(extract(epoch FROM locked_until - now())), 0)
+           FROM login_throttle WHERE key = ANY($1::text[]) AND locked_until > now()""",
+        keys,
+    )
+    return float(seconds)
+
+
+async def record_failure(
+    conn: asyncpg.Connection, key: str, max_failures: int, window_seconds: int
+) -> None:
+    """Count a failure in the key's window; lock the key for a window at ``max_failures``."""
+    await conn.execute(
+        """INSERT INTO login_throttle AS t (key, failures, window_start) VALUES ($1, 1, now())
+           ON CONFLICT (key) DO UPDATE SET
+               failures = CASE WHEN t.window_start < now() - make_interval(secs => $2)
+                               THEN 1 ELSE t.failures + 1 END,
+               window_start = CASE WHEN t.window_start < now() - make_interval(secs => $2)
+                                   THEN now() ELSE t.window_start END""",
+        key,
+        window_seconds,
+    )
+    await conn.execute(
+        """UPDATE login_throttle SET locked_until = now() + make_interval(secs => $2),
+                                     failures = 0, window_start = now()
+           WHERE key = $1 AND failures >= $3""",
+        key,
+        window_seconds,
+        max_failures,
+    )
+
+
+async def clear_failures(conn: asyncpg.Connection, key: str) -> None:
+    await conn.execute("DELETE FROM login_throttle WHERE key = $1", key)

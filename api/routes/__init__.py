@@ -1,0 +1,1 @@
+"""HTTP routes: thin handlers that check scope, call a query function and return Structs."""

@@ -1,0 +1,410 @@
+"""Accounts: officials manage users and teams inside their own area.
+
+An official only sees users and teams of their area (others answer 404) and only assigns
+roles below their own; admins manage everything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import asyncpg
+from litestar import Controller, Request, get, patch, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.security.jwt import Token
+from msgspec import UNSET
+
+from api.auth import OFFICIALS, RANK, Principal, requires_role
+from api.errors import Conflict, Forbidden, NotFound, invalid, problems
+from api.i18n import N_
+from api.pagination import decode_cursor, encode_cursor
+from api.params import Cursor, Limit, OptionalAreaCode
+from api.phone import normalize_phone
+from api.queries import accounts, audit
+from api.queries.areas import AreaRecord, get_area
+from api.routes.areas import AreaNotFound
+from api.scope import covers
+from schemas.accounts import NewTeam, NewUser, Role, Team, User, UserChange
+from schemas.base import Page
+
+
+class UserCursor(NamedTuple):
+    """Users and teams are listed newest first."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    default_detail = N_("No user with this id in your area.")
+
+
+class TeamNotFound(NotFound):
+    code = "team_not_found"
+    default_detail = N_("No team with this id in your area.")
+
+
+class PhoneTaken(Conflict):
+    code = "phone_taken"
+    default_detail = N_("This phone number already has an account.")
+
+
+class RoleTooHigh(Forbidden):
+    code = "role_not_allowed"
+    default_detail = N_("You can only manage accounts with a role below your own.")
+
+
+class OwnAccount(Forbidden):
+    code = "own_account"
+    default_detail = N_("You cannot change your own role, area, team or status.")
+
+
+# Which level of area each role is placed in.
+_ROLE_LEVEL = {"province_official": "province", "ward_official": "ward", "team_member": "ward"}
+_LEVEL_NAMES = {"province": N_("a province"), "ward": N_("a ward or commune")}
+
+
+def user_visible(caller: Principal, user: accounts.UserRecord) -> bool:
+    if caller.role == "admin" or user.id == caller.user_id:
+        return True
+    if caller.role == "province_official":
+        return user.province_id == caller.province_id
+    return caller.role == "ward_official" and user.area_id == caller.area_id
+
+
+def team_visible(caller: Principal, team: accounts.TeamRecord) -> bool:
+    if caller.role == "admin":
+        return True
+    if caller.role == "province_official":
+        return team.province_id == caller.province_id
+    return team.ward_id == caller.area_id
+
+
+async def area_in_scope(conn: asyncpg.Connection, caller: Principal, code: str) -> AreaRecord:
+    area = await get_area(conn, code)
+    if area is None or not covers(caller, area):
+        raise AreaNotFound()
+    return area
+
+
+async def place(
+    conn: asyncpg.Connection,
+    caller: Principal,
+    role: Role,
+    area_code: str | None,
+    team_id: uuid.UUID | None,
+) -> tuple[int | None, int | None, uuid.UUID | None]:
+    """Check that ``caller`` may give this role, area and team; return (area, province, team)."""
+    if caller.role != "admin" and RANK[role] >= RANK[caller.role]:
+        raise RoleTooHigh()
+    if role == "resident":
+        raise invalid("role", "choice", N_("Residents join with an invite from their team."))
+    if role == "admin":
+        if area_code is not None:
+            raise invalid("areaCode", "not_allowed", N_("Admins are not tied to an area."))
+        if team_id is not None:
+            raise invalid("teamId", "not_allowed", N_("Only team members belong to a team."))
+        return None, None, None
+    if area_code is None:
+        raise invalid("areaCode", "required", N_("This field is required."))
+    area = await area_in_scope(conn, caller, area_code)
+    level = _ROLE_LEVEL[role]
+    if area.level != level:
+        raise invalid(
+            "areaCode",
+            "level",
+            N_("This role must be placed in %(level)s."),
+            level=_LEVEL_NAMES[level],
+        )
+    if role != "team_member":
+        if team_id is not None:
+            raise invalid("teamId", "not_allowed", N_("Only team members belong to a team."))
+        return area.id, area.province_id, None
+    if team_id is None:
+        raise invalid("teamId", "required", N_("A team member needs a team."))
+    team = await accounts.get_team(conn, team_id)
+    if team is None or team.ward_id != area.id:
+        raise invalid("teamId", "invalid", N_("The team must belong to the same ward."))
+    return area.id, area.province_id, team.id
+
+
+class UserRoutes(Controller):
+    path = "/users"
+    tags = ["accounts"]
+    guards = [requires_role(*OFFICIALS)]
+
+    @post("/", responses=problems(400, 401, 403, 404, 409))
+    async def create_user(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        data: JSONBody[NewUser],
+    ) -> User:
+        """Create an account with a role below the caller's, inside the caller's area."""
+        caller = request.user
+        phone = normalize_phone(data.phone)
+        if phone is None:
+            raise invalid(
+                "phone", "format", N_("Enter a Vietnamese mobile number, e.g. 0912345678.")
+            )
+        area_id, province_id, team_id = await place(
+            conn, caller, data.role, data.area_code, data.team_id
+        )
+        password_hash = await state.passwords.hash(data.password)
+        user_id = uuid.uuid4()
+        async with conn.transaction():
+            created = await accounts.insert_user(
+                conn,
+                user_id=user_id,
+                phone=phone,
+                password_hash=password_hash,
+                role=data.role,
+                area_id=area_id,
+                province_id=province_id,
+                team_id=team_id,
+                display_name=data.display_name,
+            )
+            if not created:
+                raise PhoneTaken()
+            await audit.record(
+                conn,
+                "user_created",
+                "user",
+                user_id,
+                actor_id=caller.user_id,
+                province_id=province_id,
+                detail={"role": data.role, "area": data.area_code},
+            )
+        user = await accounts.get_user(conn, user_id)
+        assert user is not None
+        return user.public()
+
+    @get("/", responses=problems(400, 401, 403, 404))
+    async def list_users(
+        self,
+        request: Request[Principal, Token, Any],
+        conn: NamedDependency[asyncpg.Connection],
+        area: FromQuery[OptionalAreaCode] = None,
+        role: FromQuery[Role | None] = None,
+        cursor: FromQuery[Cursor] = None,
+        limit: FromQuery[Limit] = 50,
+    ) -> Page[User]:
+        """Users in the caller's area (optionally one area and role), newest first."""
+        caller = request.user
+        province_id = None if caller.role == "admin" else caller.province_id
+        area_id = caller.area_id if caller.role == "ward_official" else None
+        if area is not None:
+            area_id = (await area_in_scope(conn, caller, area)).id
+        rows = await accounts.list_users(
+            conn,
+            province_id=province_id,
+            area_id=area_id,
+            role=role,
+            team_id=None,
+            after=decode_cursor(cursor, UserCursor),
+            limit=limit + 1,
+        )
+        return _user_page(rows, limit)
+
+    @get("/{user_id:uuid}", responses=problems(401, 403, 404))
+    async def get_user(
+        self,
+        request: Request[Principal, Token, Any],
+        conn: NamedDependency[asyncpg.Connection],
+        user_id: FromPath[uuid.UUID],
+    ) -> User:
+        user = await accounts.get_user(conn, user_id)
+        if user is None or not user_visible(request.user, user):
+            raise UserNotFound()
+        return user.public()
+
+    @patch("/{user_id:uuid}", responses=problems(400, 401, 403, 404))
+    async def update_user(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        user_id: FromPath[uuid.UUID],
+        data: JSONBody[UserChange],
+    ) -> User:
+        """Change a user's role, area, team, name, status or password (audited)."""
+        caller = request.user
+        user = await accounts.get_user(conn, user_id)
+        if user is None or not user_visible(caller, user):
+            raise UserNotFound()
+        placement_change = any(
+            value is not UNSET for value in (data.role, data.area_code, data.team_id, data.disabled)
+        )
+        if user.id == caller.user_id:
+            if placement_change:
+                raise OwnAccount()
+        elif caller.role != "admin" and RANK[user.role] >= RANK[caller.role]:
+            raise RoleTooHigh()
+
+        changes: dict[str, Any] = {}
+        if placement_change and (
+            data.role is not UNSET or data.area_code is not UNSET or data.team_id is not UNSET
+        ):
+            role = user.role if data.role is UNSET else data.role
+            area_code = user.area_code if data.area_code is UNSET else data.area_code
+            team = user.team_id if data.team_id is UNSET else data.team_id
+            if role != "team_member" and data.team_id is UNSET:
+                team = None  # leaving the team role leaves the team
+            area_id, province_id, team_id = await place(conn, caller, role, area_code, team)
+            changes.update(role=role, area_id=area_id, province_id=province_id, team_id=team_id)
+        if data.disabled is not UNSET:
+            changes["disabled"] = data.disabled
+        if data.display_name is not UNSET:
+            changes["display_name"] = data.display_name
+        if data.password is not UNSET:
+            changes["password_hash"] = await state.passwords.hash(data.password)
+
+        async with conn.transaction():
+            await accounts.update_user(conn, user.id, changes)
+            if placement_change or "password_hash" in changes:
+                # Sessions re-read the role at refresh; make them sign in again instead.
+                await accounts.revoke_user_tokens(conn, user.id)
+            # Field names only, never values: the password hash stays out of the trail.
+            detail: dict[str, Any] = {
+                "fields": sorted(k.removesuffix("_hash") for k in changes),
+            }
+            if changes.get("role", user.role) != user.role:
+                detail["role"] = {"from": user.role, "to": changes["role"]}
+            await audit.record(
+                conn,
+                "user_updated",
+                "user",
+                user.id,
+                actor_id=caller.user_id,
+                province_id=changes.get("province_id", user.province_id),
+                detail=detail,
+            )
+        updated = await accounts.get_user(conn, user.id)
+        assert updated is not None
+        return updated.public()
+
+
+def _user_page(rows: list[accounts.UserRecord], limit: int) -> Page[User]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows else None
+    return Page(
+        items=[row.public() for row in rows],
+        next_cursor=encode_cursor((last.created_at, last.id)) if more and last else None,
+    )
+
+
+class TeamRoutes(Controller):
+    path = "/teams"
+    tags = ["accounts"]
+
+    @post("/", guards=[requires_role(*OFFICIALS)], responses=problems(400, 401, 403, 404, 409))
+    async def create_team(
+        self,
+        request: Request[Principal, Token, Any],
+        conn: NamedDependency[asyncpg.Connection],
+        data: JSONBody[NewTeam],
+    ) -> Team:
+        """Create a ward's community digital technology team (idempotent by ``id``)."""
+        caller = request.user
+        ward = await area_in_scope(conn, caller, data.ward_code)
+        if ward.level != "ward":
+            raise invalid("wardCode", "level", N_("A team belongs to a ward or commune."))
+        team_id = data.id or uuid.uuid4()
+        async with conn.transaction():
+            created = await accounts.insert_team(
+                conn,
+                team_id=team_id,
+                ward_id=ward.id,
+                province_id=ward.province_id,
+                name=data.name,
+            )
+            if created:
+                await audit.record(
+                    conn,
+                    "team_created",
+                    "team",
+                    team_id,
+                    actor_id=caller.user_id,
+                    province_id=ward.province_id,
+                    detail={"ward": ward.code},
+                )
+        team = await accounts.get_team(conn, team_id)
+        assert team is not None
+        if not created and (team.ward_id != ward.id or team.name != data.name):
+            raise Conflict(N_("A different team already has this id."))
+        return team.public()
+
+    @get("/", responses=problems(400, 401, 404))
+    async def list_teams(
+        self,
+        request: Request[Principal, Token, Any],
+        conn: NamedDependency[asyncpg.Connection],
+        ward: FromQuery[OptionalAreaCode] = None,
+        cursor: FromQuery[Cursor] = None,
+        limit: FromQuery[Limit] = 50,
+    ) -> Page[Team]:
+        """Teams in the caller's area (optionally one ward), newest first."""
+        caller = request.user
+        province_id = None if caller.role == "admin" else caller.province_id
+        ward_id = None if caller.role in ("admin", "province_official") else caller.area_id
+        if ward is not None:
+            ward_id = (await area_in_scope(conn, caller, ward)).id
+        rows = await accounts.list_teams(
+            conn,
+            province_id=province_id,
+            ward_id=ward_id,
+            after=decode_cursor(cursor, UserCursor),
+            limit=limit + 1,
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            items=[row.public() for row in rows],
+            next_cursor=encode_cursor((rows[-1].created_at, rows[-1].id)) if more else None,
+        )
+
+    @get("/{team_id:uuid}", responses=problems(401, 404))
+    async def get_team(
+        self,
+        request: Request[Principal, Token, Any],
+        conn: NamedDependency[asyncpg.Connection],
+        team_id: FromPath[uuid.UUID],
+    ) -> Team:
+        team = await accounts.get_team(conn, team_id)
+        if team is None or not team_visible(request.user, team):
+            raise TeamNotFound()
+        return team.public()
+
+    @get(
+        "/{team_id:uuid}/members",
+        guards=[requires_role(*OFFICIALS, "team_member")],
+        responses=problems(400, 401, 403, 404),
+    )
+    async def list_team_members(
+        self,
+        request: Request[Principal, Token, Any],
+        conn: NamedDependency[asyncpg.Connection],
+        team_id: FromPath[uuid.UUID],
+        cursor: FromQuery[Cursor] = None,
+        limit: FromQuery[Limit] = 50,
+    ) -> Page[User]:
+        team = await accounts.get_team(conn, team_id)
+        if team is None or not team_visible(request.user, team):
+            raise TeamNotFound()
+        rows = await accounts.list_users(
+            conn,
+            province_id=None,
+            area_id=None,
+            role=None,
+            team_id=team.id,
+            after=decode_cursor(cursor, UserCursor),
+            limit=limit + 1,
+        )
+        return _user_page(rows, limit)

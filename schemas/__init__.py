@@ -1,0 +1,1 @@
+"""Wire formats of the public API: msgspec Structs, camelCase on the wire."""

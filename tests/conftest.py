@@ -1,0 +1,237 @@
+"""Every test runs against a real PostgreSQL.
+
+The schema is migrated once per session into a template database; each test gets its own
+database cloned from it (CREATE DATABASE … TEMPLATE …, tens of milliseconds), and its own
+app built by ``create_app`` with a pool bound to the test's event loop. With DATABASE_URL
+unset the embedded server under ``.data/pgtest`` is used; with it set, that server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api import embedded, migrate
+from api.app import create_app
+from api.config import Settings
+from api.passwords import Passwords
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Cheap argon2 parameters: the tests exercise the logic, bench/ measures the real cost.
+FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+PASSWORD = "correct horse battery"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every coroutine test runs under anyio (asyncio backend).
+    for item in items:
+        if asyncio.iscoroutinefunction(getattr(item, "function", None)):
+            item.add_marker(pytest.mark.anyio)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> str:
+    """A DSN for the server's maintenance database (where we create and drop databases)."""
+    if url := os.environ.get("DATABASE_URL"):
+        return url
+    dsn = embedded.start(ROOT / ".data" / "pgtest")
+
+    async def relax() -> None:
+        # Test databases are disposable: skip the fsyncs that dominate CREATE DATABASE.
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("ALTER SYSTEM SET fsync = off")
+            await conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+            await conn.execute("ALTER SYSTEM SET full_page_writes = off")
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+
+    asyncio.run(relax())
+    return dsn
+
+
+async def _create_database(server_dsn: str, name: str, template: str | None = None) -> None:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        clause = f' TEMPLATE "{template}"' if template else ""
+        await conn.execute(f'CREATE DATABASE "{name}"{clause}')
+    finally:
+        await conn.close()
+
+
+async def _drop_database(server_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def template_db(server_dsn: str) -> Iterator[str]:
+    """A database migrated to head, used as the template of every test database."""
+    name = f"cds_template_{os.getpid()}"
+    asyncio.run(_create_database(server_dsn, name))
+    migrate.upgrade(embedded.with_database(server_dsn, name))
+    yield name
+    asyncio.run(_drop_database(server_dsn, name))
+
+
+@pytest.fixture
+async def empty_db(server_dsn: str) -> AsyncIterator[str]:
+    """A fresh database with no schema at all (for migration tests)."""
+    name = f"cds_t_{uuid.uuid4().hex[:12]}"
+    await _create_database(server_dsn, name)
+    yield embedded.with_database(server_dsn, name)
+    await _drop_database(server_dsn, name)
+
+
+@pytest.fixture
+async def dsn(server_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A private database for one test, cloned from the migrated template."""
+    name = f"cds_t_{uuid.uuid4().hex[:12]}"
+    await _create_database(server_dsn, name, template=template_db)
+    yield embedded.with_database(server_dsn, name)
+    await _drop_database(server_dsn, name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        env="test",
+        data_dir=str(tmp_path),
+        jwt_secret="test-secret-that-is-long-enough-for-hs256",
+        login_max_failures=3,
+        login_max_failures_per_addr=10,
+        pool_min=1,
+        pool_max=4,
+        **FAST_ARGON2,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def app(dsn: str, settings: Settings) -> Litestar:
+    return create_app(dsn, settings)
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection to the test's database, to arrange data and check results."""
+    from api.db import connect
+
+    conn = await connect(dsn)
+    yield conn
+    await conn.close()
+
+
+@dataclass
+class Account:
+    id: uuid.UUID
+    phone: str
+    role: str
+    area_code: str | None
+    team_id: uuid.UUID | None = None
+
+
+class Accounts:
+    """Creates users directly in the database and signs them in through the API."""
+
+    def __init__(self, db: asyncpg.Connection, client: AsyncTestClient[Litestar]) -> None:
+        self.db = db
+        self.client = client
+        self.hasher = Passwords(1, 1024, 1)
+        self._hash: str | None = None
+        self._serial = 0
+
+    async def create(
+        self,
+        role: str,
+        area_code: str | None = None,
+        *,
+        team_id: uuid.UUID | None = None,
+        phone: str | None = None,
+        password: str = PASSWORD,
+    ) -> Account:
+        self._serial += 1
+        phone = phone or f"+8490{self._serial:07d}"
+        area = (
+            await self.db.fetchrow(
+                "SELECT id, province_id FROM area WHERE scheme = 'vn2025' AND code = $1", area_code
+            )
+            if area_code
+            else None
+        )
+        password_hash = await self.hasher.hash(password)
+        user_id = uuid.uuid4()
+        await self.db.execute(
+            """INSERT INTO app_user (id, phone, password_hash, role, area_id, province_id, team_id)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            user_id,
+            phone,
+            password_hash,
+            role,
+            area["id"] if area else None,
+            area["province_id"] if area else None,
+            team_id,
+        )
+        return Account(user_id, phone, role, area_code, team_id)
+
+    async def team(self, ward_code: str, name: str = "Tổ 1") -> uuid.UUID:
+        team_id = uuid.uuid4()
+        await self.db.execute(
+            """INSERT INTO team (id, ward_id, province_id, name)
+               SELECT $1, id, province_id, $3 FROM area WHERE scheme = 'vn2025' AND code = $2""",
+            team_id,
+            ward_code,
+            name,
+        )
+        return team_id
+
+    async def login(self, account: Account, password: str = PASSWORD) -> dict[str, Any]:
+        response = await self.client.post(
+            "/api/v1/auth/login", json={"phone": account.phone, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def headers(self, account: Account) -> dict[str, str]:
+        tokens = await self.login(account)
+        return {"Authorization": f"Bearer {tokens['accessToken']}"}
+
+
+@pytest.fixture
+async def accounts(db: asyncpg.Connection, client: AsyncTestClient[Litestar]) -> Accounts:
+    return Accounts(db, client)
+
+
+# Real areas used across the tests (2025 codes).
+THANH_HOA = "38"
+HA_NOI = "01"
+HAC_THANH = "14797"  # Phường Hạc Thành, Thanh Hóa
+HAM_RONG = "14758"  # Phường Hàm Rồng, Thanh Hóa
+BA_DINH = "00004"  # Phường Ba Đình, Hà Nội
