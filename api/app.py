@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Response, Router
 from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.openapi.spec import Components, Contact, Tag
+from litestar.openapi.spec import Contact, Tag
+from litestar.routes import HTTPRoute
 
 from api.auth import jwt_auth
 from api.config import Settings, jwt_secret, settings_from_env
@@ -28,17 +30,38 @@ def _operation_id(handler: object, *_: object) -> str:
     return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
 
 
+def remember_allowed_methods(app: Litestar) -> None:
+    app.state.allowed_methods = {
+        route.path_format: ", ".join(sorted(route.methods))
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+    }
+
+
+def answer_options(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """Answer OPTIONS with every method of the path.
+
+    Litestar's automatic answer lists only one handler's method for a controller path with
+    several (``Allow: OPTIONS, POST`` for GET+POST ``/users``).
+    """
+    if request.method != "OPTIONS":
+        return None
+    allowed = request.app.state.allowed_methods.get(request.scope.get("path_template"), "OPTIONS")
+    return Response(None, status_code=204, headers={"Allow": allowed})
+
+
 def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     settings = settings or settings_from_env()
     secret = jwt_secret(settings)
     security = jwt_auth(secret, settings.access_token_ttl)
     metrics = Metrics(get_pool=lambda: app.state.get("pool"))
 
-    api_v1 = Router(
+    # Signing in needs no token; everything else under /api/v1 does (and says so in OpenAPI).
+    public = Router(path="/api/v1", route_handlers=[auth.login, auth.refresh])
+    signed_in = Router(
         path="/api/v1",
+        security=[security.security_requirement],
         route_handlers=[
-            auth.login,
-            auth.refresh,
             auth.logout,
             auth.me,
             areas.AreaRoutes,
@@ -47,12 +70,13 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
         ],
     )
     app = Litestar(
-        route_handlers=[health.healthz, health.readyz, health.metrics, api_v1],
+        route_handlers=[health.healthz, health.readyz, health.metrics, public, signed_in],
         lifespan=[pool_lifespan(dsn, settings.pool_min, settings.pool_max)],
+        on_startup=[remember_allowed_methods],
+        before_request=answer_options,
         dependencies={"conn": Provide(provide_conn)},
         exception_handlers={Exception: handle_exception},
-        middleware=[metrics.middleware],
-        on_app_init=[security.on_app_init],
+        middleware=[metrics.middleware, security.middleware],
         request_max_body_size=settings.max_body_bytes,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         openapi_config=OpenAPIConfig(
@@ -68,7 +92,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             render_plugins=[ScalarRenderPlugin()],
             operation_id_creator=_operation_id,
             use_handler_docstrings=True,
-            components=Components(),
+            components=[security.openapi_components],
             tags=[
                 Tag(name="auth", description="Sign in, tokens and the caller's account"),
                 Tag(name="accounts", description="Users and teams, managed by officials"),

@@ -101,7 +101,9 @@ def requires_role(
     """A guard: the caller's role must be one of ``roles`` (403 otherwise)."""
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        user = connection.user
+        if connection.scope.get("method") == "OPTIONS":
+            return  # Litestar answers OPTIONS itself, before (and without) authentication
+        user = connection.scope.get("user")
         if not isinstance(user, Principal) or user.role not in roles:
             raise Forbidden()
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import asyncpg
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from api.i18n import N_, negotiate, translate
@@ -217,6 +217,12 @@ def _join(parent: str, name: str) -> str:
     return f"{parent}.{name}" if parent else name
 
 
+# Friendlier format messages for fields whose pattern says little to a person.
+_FORMAT_HINTS = {
+    "phone": N_("Enter a Vietnamese mobile number, e.g. 0912345678."),
+}
+
+
 def field_error(message: str, field: str = "") -> FieldError:
     """Translate one msgspec/Litestar validation message into a FieldError."""
     if match := _PATH.search(message):
@@ -230,6 +236,8 @@ def field_error(message: str, field: str = "") -> FieldError:
             if code == "type":
                 expected = _TYPE_NAMES.get(groups["expected"], groups["expected"])
                 return FieldError(field, code, text, {"expected": expected})
+            if code == "format":
+                text = _FORMAT_HINTS.get(field.rsplit(".", 1)[-1], text)
             return FieldError(field, code, text, groups or None)
     return FieldError(field, "invalid", _INVALID)
 
@@ -318,7 +326,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         )
     if isinstance(exc, HTTPException):
         status = exc.status_code
-        if status == 400 and str(exc.detail).startswith("JSON is malformed"):
+        if status == 400 and isinstance(exc.__cause__, SerializationException):
             return _problem(
                 request,
                 400,
@@ -368,14 +376,17 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
 
 
 def problems(*statuses: int) -> dict[int, ResponseSpec]:
-    """OpenAPI documentation of the problem+json answers an operation can give."""
+    """OpenAPI documentation of the problem+json answers an operation can give.
+
+    400 is always included: any parameter or body can fail validation.
+    """
     return {
         status: ResponseSpec(
             data_container=Problem,
             description=_BY_STATUS.get(status, _BY_STATUS[400])[1],
             media_type=PROBLEM_JSON,
         )
-        for status in statuses
+        for status in sorted({400, *statuses})
     }
 
 

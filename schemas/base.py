@@ -23,7 +23,10 @@ Text = Annotated[str, Meta(pattern=NO_NUL, max_length=2000)]
 ShortText = Annotated[str, Meta(min_length=1, max_length=120, pattern=NO_NUL)]
 Label = Annotated[str, Meta(min_length=1, max_length=60, pattern=NO_NUL)]
 AreaCode = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[0-9A-Za-z._-]+$")]
-Phone = Annotated[str, Meta(min_length=9, max_length=20, pattern=r"^\+?[0-9 .()-]+$")]
+# A Vietnamese mobile number: 0…, 84… or +84…, then 3/5/7/8/9 and 8 digits; separators allowed.
+Phone = Annotated[
+    str, Meta(max_length=20, pattern=r"^(?:\+84|84|0)[ .-]?[35789](?:[ .-]?[0-9]){8}$")
+]
 Password = Annotated[str, Meta(min_length=8, max_length=200, pattern=NO_NUL)]
 Secret = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]  # as typed at login
 Id = uuid.UUID

@@ -45,8 +45,16 @@ async def test_provinces_and_children_through_the_api(client: Client, accounts: 
     # Vietnamese order (a ă â … d đ … o ô ơ … u ư), by the name without "Tỉnh"/"Thành phố".
     names = [p["name"].removeprefix("Thành phố ").removeprefix("Tỉnh ") for p in provinces]
     assert names[:10] == [
-        "An Giang", "Bắc Ninh", "Cà Mau", "Cao Bằng", "Cần Thơ",
-        "Đà Nẵng", "Đắk Lắk", "Điện Biên", "Đồng Nai", "Đồng Tháp",
+        "An Giang",
+        "Bắc Ninh",
+        "Cà Mau",
+        "Cao Bằng",
+        "Cần Thơ",
+        "Đà Nẵng",
+        "Đắk Lắk",
+        "Điện Biên",
+        "Đồng Nai",
+        "Đồng Tháp",
     ]
     assert names.index("Hồ Chí Minh") < names.index("Huế") < names.index("Hưng Yên")
     assert names == sorted(names, key=sort_key)
@@ -59,21 +67,33 @@ async def test_provinces_and_children_through_the_api(client: Client, accounts: 
 
 async def test_search_ignores_case_and_diacritics(client: Client, accounts: Accounts) -> None:
     headers = await accounts.headers(await accounts.create("admin"))
-    for query, code in [("dong nai", "75"), ("thanh hoa", "38"), ("ha noi", "01"),
-                        ("ĐỒNG NAI", "75"), ("Thanh Hóa", "38")]:
+    for query, code in [
+        ("dong nai", "75"),
+        ("thanh hoa", "38"),
+        ("ha noi", "01"),
+        ("ĐỒNG NAI", "75"),
+        ("Thanh Hóa", "38"),
+    ]:
         found = await _all(client, headers, q=query)
         assert code in {a["code"] for a in found}, query
     # Matching is at word starts: "ha noi" does not match inside "…pha noi…".
     found = await _all(client, headers, q="ha noi")
-    assert all(" ha noi" in " " + a["name"].lower().replace("à", "a").replace("ộ", "o")
-               or a["code"] == "01" for a in found) or found
+    assert (
+        all(
+            " ha noi" in " " + a["name"].lower().replace("à", "a").replace("ộ", "o")
+            or a["code"] == "01"
+            for a in found
+        )
+        or found
+    )
     within = await _all(client, headers, parent=THANH_HOA, q="hac thanh")
     assert [a["code"] for a in within] == [HAC_THANH]
 
 
 async def test_get_one_area(client: Client, accounts: Accounts) -> None:
-    headers = await accounts.headers(await accounts.create("team_member", HAC_THANH,
-                                                           team_id=await accounts.team(HAC_THANH)))
+    headers = await accounts.headers(
+        await accounts.create("team_member", HAC_THANH, team_id=await accounts.team(HAC_THANH))
+    )
     response = await client.get(f"/api/v1/areas/{HAC_THANH}", headers=headers)
     assert response.status_code == 200
     assert response.json() == {
@@ -96,7 +116,9 @@ async def test_bad_cursor_and_limit_are_400(client: Client, accounts: Accounts) 
     response = await client.get("/api/v1/areas", params={"limit": 0}, headers=headers)
     assert response.status_code == 400
     assert response.json()["errors"][0] == {
-        "field": "limit", "code": "minimum", "message": "Phải lớn hơn hoặc bằng 1."
+        "field": "limit",
+        "code": "minimum",
+        "message": "Phải lớn hơn hoặc bằng 1.",
     }
 
 

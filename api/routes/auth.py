@@ -47,7 +47,6 @@ def client_addr(request: Request[Any, Any, Any]) -> str:
     status_code=200,
     exclude_from_auth=True,
     tags=["auth"],
-    security=[],
     responses=problems(400, 401, 429),
 )
 async def login(
@@ -114,7 +113,6 @@ async def login(
     status_code=200,
     exclude_from_auth=True,
     tags=["auth"],
-    security=[],
     responses=problems(400, 401),
 )
 async def refresh(
@@ -158,12 +156,12 @@ async def refresh(
 async def logout(
     request: Request[Principal, Token, Any],
     conn: NamedDependency[asyncpg.Connection],
-    data: JSONBody[LogoutRequest | None] = None,
+    data: JSONBody[LogoutRequest],
 ) -> None:
-    """End the session of the given refresh token, or every session of the caller."""
+    """End the session of the given refresh token; with ``{}``, every session of the caller."""
     user_id = request.user.user_id
     async with conn.transaction():
-        if data is not None and data.refresh_token:
+        if data.refresh_token:
             token = await accounts.lock_refresh_token(conn, digest(data.refresh_token))
             if token is not None and token.user_id == user_id:
                 await accounts.revoke_family(conn, token.family_id)

@@ -20,7 +20,7 @@ class NotReady(AppError):
     default_detail = N_("The database is unreachable or its migrations are not at head.")
 
 
-@get("/healthz", exclude_from_auth=True, tags=["operations"], security=[])
+@get("/healthz", exclude_from_auth=True, tags=["operations"])
 async def healthz() -> Health:
     """The process is up."""
     return Health(status="ok")
@@ -30,7 +30,6 @@ async def healthz() -> Health:
     "/readyz",
     exclude_from_auth=True,
     tags=["operations"],
-    security=[],
     responses=problems(503),
 )
 async def readyz(state: State) -> Readiness:
@@ -45,7 +44,7 @@ async def readyz(state: State) -> Readiness:
     return Readiness(status="ready", revision=revision)
 
 
-@get("/metrics", exclude_from_auth=True, tags=["operations"], security=[], media_type="text/plain")
+@get("/metrics", exclude_from_auth=True, tags=["operations"], media_type="text/plain")
 async def metrics(request: Request[None, None, State]) -> Response[bytes]:
     """Prometheus exposition of request counts, latencies and pool usage."""
     return Response(

@@ -1,0 +1,109 @@
+"""``python -m bench [NAME ...] [--quick]``: run benchmarks, print a summary, write
+bench/results/latest.md."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+from bench import Benchmark, Result, login_cost, print_results, server_choice
+from bench.env import Context, setup
+
+# Register a benchmark by adding its module here (in the order they run).
+BENCHMARKS: list[Benchmark] = [server_choice, login_cost]
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
+
+
+def _cpuinfo() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _ram() -> str:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+    return "unknown"
+
+
+def machine(ctx: Context) -> dict[str, str]:
+    return {
+        "Date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "CPU": _cpuinfo(),
+        "RAM": _ram(),
+        "OS": f"{platform.system()} {platform.release()}",
+        "Python": platform.python_version(),
+        "PostgreSQL": ctx.postgres,
+        "Servers": f"granian {version('granian')}, uvicorn {version('uvicorn')}",
+        "Run": "quick (smoke run, short durations)" if ctx.quick else "full",
+    }
+
+
+def markdown(info: dict[str, str], ran: list[tuple[Benchmark, list[Result]]], took: float) -> str:
+    lines = ["# Benchmark results", "", "| Machine | |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in info.items()]
+    lines += [f"| Total time | {took:.0f} s |"]
+    for bench, results in ran:
+        lines += ["", f"## {bench.TITLE} (`{bench.NAME}`)", ""]
+        lines += ["| Figure | Value | Ratio | Note |", "|---|--:|---|---|"]
+        lines += [f"| {r.label} | {r.formatted()} | {r.ratio_text()} | {r.note} |" for r in results]
+    return "\n".join(lines) + "\n"
+
+
+async def run_all(benchmarks: list[Benchmark], quick: bool) -> None:
+    started = time.perf_counter()
+    print("setting up the bench database …")
+    ctx = await setup(quick)
+    ran: list[tuple[Benchmark, list[Result]]] = []
+    for bench in benchmarks:
+        print(f"\n== {bench.NAME}: {bench.TITLE}")
+        bench_started = time.perf_counter()
+        results = await bench.run(ctx)
+        print(f"  ({time.perf_counter() - bench_started:.0f} s)")
+        ran.append((bench, results))
+    took = time.perf_counter() - started
+
+    info = machine(ctx)
+    print("\n== Summary")
+    for key, value in info.items():
+        print(f"  {key + ':':<12}{value}")
+    for bench, results in ran:
+        print(f"\n{bench.TITLE}")
+        print_results(results)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(markdown(info, ran, took))
+    print(f"\ntotal {took:.0f} s; written to {RESULTS}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    names = [b.NAME for b in BENCHMARKS]
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {', '.join(names)}")
+    parser.add_argument("--quick", action="store_true", help="short durations (smoke run)")
+    args = parser.parse_args(argv)
+    unknown = set(args.names) - set(names)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    selected = [b for b in BENCHMARKS if not args.names or b.NAME in args.names]
+    try:
+        import uvloop
+    except ImportError:  # Windows: the plain loop is fine, only slower
+        asyncio.run(run_all(selected, args.quick))
+    else:
+        uvloop.run(run_all(selected, args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Bad input never becomes a 500: NUL bytes, huge numbers, bodies too large, broken JSON."""
+
+from __future__ import annotations
+
+import asyncpg
+from litestar import Litestar
+from litestar.testing import AsyncTestClient, RequestFactory
+
+from api.errors import field_error, handle_exception
+from tests.conftest import HAC_THANH, Accounts
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_nul_byte_in_text_is_a_400(client: Client, accounts: Accounts) -> None:
+    official = await accounts.create("ward_official", HAC_THANH)
+    headers = await accounts.headers(official)
+    response = await client.post(
+        "/api/v1/teams", json={"wardCode": HAC_THANH, "name": "Tổ\u0000 1"}, headers=headers
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "name"
+    search = await client.get("/api/v1/areas", params={"q": "ha\u0000noi"}, headers=headers)
+    assert search.status_code == 400
+
+
+async def test_out_of_range_numbers_are_400(client: Client, accounts: Accounts) -> None:
+    headers = await accounts.headers(await accounts.create("admin"))
+    for limit in (str(2**63), "-1", "1e3", "abc"):
+        response = await client.get("/api/v1/areas", params={"limit": limit}, headers=headers)
+        assert response.status_code == 400, limit
+
+
+async def test_malformed_json_and_wrong_shapes(client: Client) -> None:
+    broken = await client.post(
+        "/api/v1/auth/login", content=b'{"phone": ', headers={"Content-Type": "application/json"}
+    )
+    assert broken.status_code == 400
+    assert broken.json()["code"] == "malformed_json"
+    array = await client.post("/api/v1/auth/login", json=[1, 2])
+    assert array.status_code == 400
+    assert array.json()["code"] == "validation_failed"
+
+
+async def test_body_size_is_limited(client: Client) -> None:
+    huge = b'{"phone": "0912345678", "password": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+    response = await client.post(
+        "/api/v1/auth/login", content=huge, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "body_too_large"
+
+
+def test_database_input_errors_map_to_400() -> None:
+    request = RequestFactory().get("/api/v1/areas", headers={"Accept-Language": "en"})
+    response = handle_exception(request, asyncpg.CharacterNotInRepertoireError("NUL"))
+    assert response.status_code == 400
+    response = handle_exception(request, asyncpg.NumericValueOutOfRangeError("overflow"))
+    assert response.status_code == 400
+    response = handle_exception(request, RuntimeError("boom"))
+    assert response.status_code == 500
+
+
+def test_msgspec_messages_become_field_codes() -> None:
+    assert field_error("Expected `int` <= 30 - at `$.answers.hh_size`").code == "maximum"
+    error = field_error("Expected `int` <= 30 - at `$.answers.hh_size`")
+    assert (error.field, error.params) == ("answers.hh_size", {"limit": "30"})
+    assert field_error("Object missing required field `consent`", "items[0]").field == (
+        "items[0].consent"
+    )
+    assert field_error("Invalid enum value 'x'", "role").code == "choice"
+    assert field_error("Expected `str` matching regex '^x$'", "phone").code == "format"
+    assert field_error("something unexpected", "f").code == "invalid"

@@ -1,0 +1,88 @@
+"""Operations: liveness, readiness (database and migrations), metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api import migrate
+from api.app import create_app
+from api.config import Settings
+from tests.conftest import Accounts
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_health_and_readiness(client: Client) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "revision": migrate.head_revision()}
+
+
+async def test_not_ready_when_migrations_are_behind(empty_db: str, settings: Settings) -> None:
+    await asyncio.to_thread(migrate.upgrade, empty_db, "0001")
+    async with AsyncTestClient(app=create_app(empty_db, settings)) as client:
+        response = await client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["code"] == "not_ready"
+        assert response.headers["retry-after"] == "5"
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_metrics_count_requests_by_route(client: Client, accounts: Accounts) -> None:
+    headers = await accounts.headers(await accounts.create("admin"))
+    await client.get("/api/v1/areas/38", headers=headers)
+    await client.get("/api/v1/areas/01", headers=headers)
+    text = (await client.get("/metrics")).text
+    assert 'http_requests_total{method="GET",route="/api/v1/areas/{code}",status="200"} 2.0' in (
+        text
+    )
+    assert "http_request_duration_seconds_bucket" in text
+    assert "db_pool_size" in text
+    assert "db_pool_in_use" in text
+
+
+async def test_openapi_document(client: Client) -> None:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.1")
+    operation_ids = {
+        operation["operationId"]
+        for path in document["paths"].values()
+        for operation in path.values()
+        if isinstance(operation, dict) and "operationId" in operation
+    }
+    assert {
+        "login",
+        "refresh",
+        "logout",
+        "me",
+        "listAreas",
+        "getArea",
+        "createUser",
+        "listUsers",
+        "updateUser",
+        "createTeam",
+        "healthz",
+        "readyz",
+    } <= operation_ids
+    login = document["paths"]["/api/v1/auth/login"]["post"]
+    assert "application/problem+json" in login["responses"]["401"]["content"]
+    # The browsable documentation is public too.
+    assert (await client.get("/schema")).status_code == 200
+
+
+async def test_logs_never_contain_secrets(client: Client, accounts: Accounts, caplog) -> None:  # type: ignore[no-untyped-def]
+    user = await accounts.create("admin")
+    caplog.set_level("DEBUG")
+    tokens = await accounts.login(user)
+    await client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['accessToken']}"})
+    await client.post("/api/v1/auth/login", json={"phone": user.phone, "password": "s3cret-wrong"})
+    logged = "\n".join(f"{record.getMessage()} {record.__dict__}" for record in caplog.records)
+    assert "congdongso.access" in {record.name for record in caplog.records}
+    for secret in (tokens["accessToken"], tokens["refreshToken"], "s3cret-wrong", user.phone):
+        assert secret not in logged
