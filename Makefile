@@ -43,7 +43,7 @@ bench: install
 messages: $(STAMP)
 	$(BIN)/pybabel extract -F pyproject.toml --no-location --sort-output \
 		-o i18n/messages.pot api schemas
-	$(BIN)/pybabel update -q -i i18n/messages.pot -d i18n -D messages --no-fuzzy-matching
+	$(BIN)/pybabel update -i i18n/messages.pot -d i18n -D messages --no-fuzzy-matching
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -17,9 +17,10 @@ from api.auth import jwt_auth
 from api.config import Settings, jwt_secret, settings_from_env
 from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
+from api.ingest import SurveyCache
 from api.metrics import Metrics
 from api.passwords import Passwords
-from api.routes import accounts, areas, auth, health
+from api.routes import accounts, areas, auth, health, households, residents, surveys, sync
 
 API_VERSION = "1.0.0"
 
@@ -38,7 +39,7 @@ def remember_allowed_methods(app: Litestar) -> None:
     }
 
 
-def answer_options(request: Request[Any, Any, Any]) -> Response[None] | None:
+async def answer_options(request: Request[Any, Any, Any]) -> Response[None] | None:
     """Answer OPTIONS with every method of the path.
 
     Litestar's automatic answer lists only one handler's method for a controller path with
@@ -57,7 +58,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     metrics = Metrics(get_pool=lambda: app.state.get("pool"))
 
     # Signing in needs no token; everything else under /api/v1 does (and says so in OpenAPI).
-    public = Router(path="/api/v1", route_handlers=[auth.login, auth.refresh])
+    public = Router(path="/api/v1", route_handlers=[auth.login, auth.refresh, residents.register])
     signed_in = Router(
         path="/api/v1",
         security=[security.security_requirement],
@@ -67,6 +68,15 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             areas.AreaRoutes,
             accounts.UserRoutes,
             accounts.TeamRoutes,
+            surveys.SurveyRoutes,
+            households.HouseholdRoutes,
+            sync.pull,
+            sync.push,
+            sync.create_submission,
+            sync.get_submission,
+            residents.create_invite,
+            residents.my_household,
+            residents.delete_my_household,
         ],
     )
     app = Litestar(
@@ -96,7 +106,11 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             tags=[
                 Tag(name="auth", description="Sign in, tokens and the caller's account"),
                 Tag(name="accounts", description="Users and teams, managed by officials"),
-                Tag(name="areas", description="The 2025 provinces and wards"),
+                Tag(name="areas", description="The 2025 provinces, wards and their hamlets"),
+                Tag(name="surveys", description="Survey definitions and immutable versions"),
+                Tag(name="households", description="Households registered by ward teams"),
+                Tag(name="sync", description="Offline sync and submissions"),
+                Tag(name="residents", description="Invites, registration, a resident's data"),
                 Tag(name="operations", description="Health, readiness and metrics"),
             ],
         ),
@@ -104,6 +118,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
         debug=False,
     )
     app.state.settings = settings
+    app.state.surveys = SurveyCache()
     app.state.jwt_secret = secret
     app.state.metrics = metrics
     app.state.passwords = Passwords(

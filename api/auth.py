@@ -30,7 +30,7 @@ ROLES: Final[tuple[Role, ...]] = (
 )
 # Higher rank manages lower ranks.
 RANK: Final[dict[str, int]] = {role: len(ROLES) - i for i, role in enumerate(ROLES)}
-OFFICIALS: Final = ("admin", "province_official", "ward_official")
+OFFICIALS: Final[tuple[Role, ...]] = ("admin", "province_official", "ward_official")
 
 ISSUER: Final = "congdongso"
 AUDIENCE: Final = "congdongso-api"

@@ -141,7 +141,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from api.demo import create_demo
 
     dsn = database_url(settings)
-    asyncio.run(create_demo(dsn, settings))
+    asyncio.run(create_demo(dsn, settings, args.households))
     return 0
 
 
@@ -158,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_user.add_argument("--area", help="province or ward code (officials)")
     p_user.add_argument("--name", help="display name")
-    sub.add_parser("demo", help="create a demo ward with a team and officials")
+    p_demo = sub.add_parser("demo", help="a demo ward with a team, officials and households")
+    p_demo.add_argument("--households", type=int, default=300)
     args = parser.parse_args(argv)
 
     settings = settings_from_env()

@@ -264,16 +264,7 @@ def _problem(
     headers: dict[str, str] | None = None,
 ) -> Response[Problem]:
     language = negotiate(request.headers.get("accept-language"))
-    translated_errors = None
-    if errors:
-        translated_errors = [
-            FieldProblem(
-                field=error.field,
-                code=error.code,
-                message=translate(language, error.message, _translated_params(language, error)),
-            )
-            for error in errors
-        ]
+    translated_errors = translate_errors(language, errors) if errors else None
     body = Problem(
         type=f"urn:congdongso:problem:{code}",
         title=translate(language, title),
@@ -289,6 +280,17 @@ def _problem(
         media_type=PROBLEM_JSON,
         headers={"Content-Language": language, **(headers or {})},
     )
+
+
+def translate_errors(language: str, errors: list[FieldError]) -> list[FieldProblem]:
+    return [
+        FieldProblem(
+            field=error.field,
+            code=error.code,
+            message=translate(language, error.message, _translated_params(language, error)),
+        )
+        for error in errors
+    ]
 
 
 def _translated_params(language: str, error: FieldError) -> dict[str, object] | None:
@@ -404,4 +406,5 @@ __all__ = [
     "handle_exception",
     "invalid",
     "problems",
+    "translate_errors",
 ]

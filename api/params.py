@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 
 from schemas.base import NO_NUL
 
@@ -29,3 +29,4 @@ Search = Annotated[
     str | None,
     Parameter(max_length=100, pattern=NO_NUL, description="Ignores case and accents."),
 ]
+IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", max_length=2000)]

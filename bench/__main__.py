@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import platform
+import subprocess
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import cast
 
-from bench import Benchmark, Result, login_cost, print_results, server_choice
-from bench.env import Context, setup
+from bench import Benchmark, Result, print_results
+from bench.env import ROOT, Context, setup
 
-# Register a benchmark by adding its module here (in the order they run).
-BENCHMARKS: list[Benchmark] = [server_choice, login_cost]
+# Register a benchmark by adding its module (bench/<module>.py) here; they run in this order.
+MODULES = ["server_choice", "login_cost", "sync"]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
 
@@ -36,9 +39,20 @@ def _ram() -> str:
     return "unknown"
 
 
-def machine(ctx: Context) -> dict[str, str]:
+def _commit() -> str:
+    def git(*args: str) -> str:
+        argv = ["git", *args]
+        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: S603
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "api", "schemas", "migrations")
+    return f"{commit} + uncommitted changes" if dirty else commit
+
+
+def machine(ctx: Context, load_before: float) -> dict[str, str]:
     return {
         "Date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "Code": _commit(),
         "nproc": str(len(os.sched_getaffinity(0))),
         "CPU": _cpuinfo(),
         "RAM": _ram(),
@@ -46,6 +60,7 @@ def machine(ctx: Context) -> dict[str, str]:
         "Python": platform.python_version(),
         "PostgreSQL": ctx.postgres,
         "Servers": f"granian {version('granian')}, uvicorn {version('uvicorn')}",
+        "Load average": f"{load_before:.2f} before the run (1 min)",
         "Run": "quick (smoke run, short durations)" if ctx.quick else "full",
     }
 
@@ -63,6 +78,9 @@ def markdown(info: dict[str, str], ran: list[tuple[Benchmark, list[Result]]], to
 
 async def run_all(benchmarks: list[Benchmark], quick: bool) -> None:
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    if load_before > 0.5:
+        print(f"warning: the machine is busy (load average {load_before:.2f}): figures are noisy")
     print("setting up the bench database …")
     ctx = await setup(quick)
     ran: list[tuple[Benchmark, list[Result]]] = []
@@ -74,10 +92,10 @@ async def run_all(benchmarks: list[Benchmark], quick: bool) -> None:
         ran.append((bench, results))
     took = time.perf_counter() - started
 
-    info = machine(ctx)
+    info = machine(ctx, load_before)
     print("\n== Summary")
     for key, value in info.items():
-        print(f"  {key + ':':<12}{value}")
+        print(f"  {key + ':':<14}{value}")
     for bench, results in ran:
         print(f"\n{bench.TITLE}")
         print_results(results)
@@ -87,7 +105,8 @@ async def run_all(benchmarks: list[Benchmark], quick: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    names = [b.NAME for b in BENCHMARKS]
+    benchmarks = [cast(Benchmark, importlib.import_module(f"bench.{m}")) for m in MODULES]
+    names = [b.NAME for b in benchmarks]
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of: {', '.join(names)}")
     parser.add_argument("--quick", action="store_true", help="short durations (smoke run)")
@@ -95,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(args.names) - set(names)
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
-    selected = [b for b in BENCHMARKS if not args.names or b.NAME in args.names]
+    selected = [b for b in benchmarks if not args.names or b.NAME in args.names]
     try:
         import uvloop
     except ImportError:  # Windows: the plain loop is fine, only slower

@@ -9,6 +9,7 @@ concurrency. Bounded by time and, optionally, by a request count.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -52,7 +53,8 @@ class LoadResult:
     def percentile_ms(self, q: float) -> float:
         if not self.latencies:
             return 0.0
-        return 1000 * self.latencies[min(len(self.latencies) - 1, int(q * len(self.latencies)))]
+        rank = max(1, math.ceil(q * len(self.latencies)))  # nearest rank
+        return 1000 * self.latencies[rank - 1]
 
     @property
     def p50_ms(self) -> float:
@@ -162,11 +164,12 @@ async def load(
     payload = target.request_bytes()
     by_count = max_requests is not None
     bar = tqdm(
-        total=max_requests if by_count else round(duration),
+        total=max_requests if by_count else duration,
         desc=label,
         unit="req" if by_count else "s",
         leave=False,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} {unit}",
+        disable=None,  # no bar when the output is not a terminal
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} {unit}",
     )
     cpu_started, wall_started = time.process_time(), time.perf_counter()
     tasks = [asyncio.create_task(_connection(target, payload, run)) for _ in range(connections)]
@@ -175,7 +178,7 @@ async def load(
             while not all(task.done() for task in tasks):
                 await asyncio.wait(tasks, timeout=0.25)
                 elapsed = time.perf_counter() - wall_started
-                bar.n = len(run.latencies) if by_count else min(round(elapsed), bar.total)
+                bar.n = len(run.latencies) if by_count else min(elapsed, duration)
                 bar.refresh()
         for task in tasks:
             task.result()  # a bug in the generator must not pass for a quiet run

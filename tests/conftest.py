@@ -33,13 +33,6 @@ FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_paralle
 PASSWORD = "correct horse battery"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Every coroutine test runs under anyio (asyncio backend).
-    for item in items:
-        if asyncio.iscoroutinefunction(getattr(item, "function", None)):
-            item.add_marker(pytest.mark.anyio)
-
-
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
@@ -235,3 +228,59 @@ HA_NOI = "01"
 HAC_THANH = "14797"  # Phường Hạc Thành, Thanh Hóa
 HAM_RONG = "14758"  # Phường Hàm Rồng, Thanh Hóa
 BA_DINH = "00004"  # Phường Ba Đình, Hà Nội
+
+
+HOUSEHOLD_DIGITAL = "5e000000-0000-4000-8000-000000000001"
+NOTICE = "2025-1"
+
+
+def member(
+    birth_year: int = 1980,
+    *,
+    member_id: str | None = None,
+    **answers: object,
+) -> dict[str, object]:
+    """One roster entry of household_digital; every required answer has a default."""
+    values: dict[str, object] = {
+        "birth_year": birth_year,
+        "smartphone": True,
+        "vneid": "level2",
+        "cloud_accounts": 1,
+        "digital_signature": False,
+        "epay": True,
+        "eps_used": False,
+        "skills_trained": False,
+    }
+    values.update(answers)
+    return {"memberId": member_id or str(uuid.uuid4()), "answers": values}
+
+
+def submission(
+    household_id: uuid.UUID | str,
+    members: list[dict[str, object]] | None = None,
+    *,
+    submission_id: uuid.UUID | str | None = None,
+    supersedes: uuid.UUID | str | None = None,
+    collected_at: str = "2025-07-01T09:30:00+07:00",
+    consent: bool = True,
+    **answers: object,
+) -> dict[str, object]:
+    """A valid household_digital submission unless the arguments say otherwise."""
+    members = members if members is not None else [member(1980), member(1985), member(2012)]
+    values: dict[str, object] = {
+        "hh_size": len(members),
+        "hh_broadband": "fibre",
+        "hh_smart_devices": 3,
+    }
+    values.update(answers)
+    return {
+        "id": str(submission_id or uuid.uuid4()),
+        "surveyId": HOUSEHOLD_DIGITAL,
+        "surveyVersion": 1,
+        "householdId": str(household_id),
+        "collectedAt": collected_at,
+        "consent": {"given": consent, "noticeVersion": NOTICE},
+        "answers": values,
+        "members": members,
+        **({"supersedes": str(supersedes)} if supersedes else {}),
+    }

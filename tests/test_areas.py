@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.textkeys import sort_key
 from tests.conftest import HAC_THANH, THANH_HOA, Accounts
+
+pytestmark = pytest.mark.anyio
 
 Client = AsyncTestClient[Litestar]
 

@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import jwt
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.conftest import HAC_THANH, PASSWORD, Accounts
+
+pytestmark = pytest.mark.anyio
 
 Client = AsyncTestClient[Litestar]
 SECRET = "test-secret-that-is-long-enough-for-hs256"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient, RequestFactory
 
 from api.errors import field_error, handle_exception
 from tests.conftest import HAC_THANH, Accounts
+
+pytestmark = pytest.mark.anyio
 
 Client = AsyncTestClient[Litestar]
 

@@ -12,6 +12,8 @@ from litestar.testing import AsyncTestClient
 
 from api.i18n import format_number, format_rate, negotiate, translate
 
+pytestmark = pytest.mark.anyio
+
 ROOT = Path(__file__).resolve().parent.parent
 Client = AsyncTestClient[Litestar]
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
 from api import migrate
+
+pytestmark = pytest.mark.anyio
 
 
 async def _tables(dsn: str) -> set[str]:

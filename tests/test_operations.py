@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -11,6 +12,8 @@ from api import migrate
 from api.app import create_app
 from api.config import Settings
 from tests.conftest import Accounts
+
+pytestmark = pytest.mark.anyio
 
 Client = AsyncTestClient[Litestar]
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncpg
+import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.conftest import BA_DINH, HAC_THANH, HAM_RONG, THANH_HOA, Accounts
+
+pytestmark = pytest.mark.anyio
 
 Client = AsyncTestClient[Litestar]
 

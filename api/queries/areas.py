@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import msgspec
 
@@ -85,3 +87,85 @@ async def list_areas(
         limit,
     )
     return [msgspec.convert(row, AreaRecord, from_attributes=True) for row in rows]
+
+
+class HamletRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A hamlet / residential group, shown as an area one level below its ward."""
+
+    id: uuid.UUID
+    name: str
+    ward_id: int
+    ward_code: str
+    province_id: int
+    sort_key: str
+
+    def public(self) -> Area:
+        return Area(
+            code=str(self.id),
+            name=self.name,
+            division_type="hamlet",
+            level="hamlet",
+            parent_code=self.ward_code,
+        )
+
+
+_HAMLET = """SELECT h.id, h.name, h.ward_id, w.code AS ward_code, h.province_id, h.sort_key
+             FROM hamlet h JOIN area w ON w.id = h.ward_id"""
+
+
+async def get_hamlet(conn: asyncpg.Connection, hamlet_id: uuid.UUID) -> HamletRecord | None:
+    row = await conn.fetchrow(f"{_HAMLET} WHERE h.id = $1", hamlet_id)
+    return None if row is None else msgspec.convert(row, HamletRecord, from_attributes=True)
+
+
+async def list_hamlets(
+    conn: asyncpg.Connection,
+    *,
+    ward_id: int,
+    query_key: str | None,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[HamletRecord]:
+    rows = await conn.fetch(
+        f"""{_HAMLET}
+            WHERE h.ward_id = $1
+              AND ($2::text IS NULL OR ' ' || h.search_key LIKE '% ' || $2 || '%')
+              AND ($3::text IS NULL OR (h.sort_key, h.id::text) > ($3, $4::text))
+            ORDER BY h.sort_key, h.id::text
+            LIMIT $5""",
+        ward_id,
+        query_key,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    return [msgspec.convert(row, HamletRecord, from_attributes=True) for row in rows]
+
+
+async def insert_hamlet(
+    conn: asyncpg.Connection,
+    *,
+    hamlet_id: uuid.UUID,
+    ward_id: int,
+    province_id: int,
+    name: str,
+    search_key: str,
+    sort_key: str,
+) -> bool:
+    """False when the id is taken or the ward already has a hamlet of that name."""
+    inserted = await conn.fetchval(
+        """INSERT INTO hamlet (id, ward_id, province_id, name, search_key, sort_key)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
+        hamlet_id,
+        ward_id,
+        province_id,
+        name,
+        search_key,
+        sort_key,
+    )
+    return bool(inserted)
+
+
+async def hamlet_ward(conn: asyncpg.Connection, hamlet_id: uuid.UUID) -> int | None:
+    ward_id: int | None = await conn.fetchval("SELECT ward_id FROM hamlet WHERE id = $1", hamlet_id)
+    return ward_id

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import uuid
+from typing import Any, NamedTuple
 
 import asyncpg
-from litestar import Controller, get
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.security.jwt import Token
 
-from api.errors import NotFound, problems
+from api.auth import Principal, requires_role
+from api.errors import Conflict, NotFound, problems
 from api.i18n import N_
 from api.pagination import decode_cursor, encode_cursor
 from api.params import AreaCode, Cursor, Limit, OptionalAreaCode, Search
 from api.queries import areas as area_queries
-from api.textkeys import search_key
+from api.queries import audit
+from api.scope import covers
+from api.textkeys import nfc, search_key, sort_key
 from schemas.areas import Area
 from schemas.base import Page
+from schemas.households import NewHamlet
 
 
 class AreaNotFound(NotFound):
@@ -48,12 +54,28 @@ class AreaRoutes(Controller):
         every province and ward.
         """
         parent_id = None
+        key = search_key(q) if q else None
         if parent is not None:
             parent_area = await area_queries.get_area(conn, parent)
             if parent_area is None:
                 raise AreaNotFound()
+            if parent_area.level == "ward":  # below a ward: its hamlets
+                hamlets = await area_queries.list_hamlets(
+                    conn,
+                    ward_id=parent_area.id,
+                    query_key=key or None,
+                    after=decode_cursor(cursor, AreaCursor),
+                    limit=limit + 1,
+                )
+                more = len(hamlets) > limit
+                hamlets = hamlets[:limit]
+                return Page(
+                    items=[hamlet.public() for hamlet in hamlets],
+                    next_cursor=encode_cursor((hamlets[-1].sort_key, str(hamlets[-1].id)))
+                    if more
+                    else None,
+                )
             parent_id = parent_area.id
-        key = search_key(q) if q else None
         rows = await area_queries.list_areas(
             conn,
             parent_id=parent_id,
@@ -73,6 +95,56 @@ class AreaRoutes(Controller):
         self, conn: NamedDependency[asyncpg.Connection], code: FromPath[AreaCode]
     ) -> Area:
         area = await area_queries.get_area(conn, code)
-        if area is None:
+        if area is not None:
+            return area.public()
+        try:
+            hamlet = await area_queries.get_hamlet(conn, uuid.UUID(code))
+        except ValueError:
+            hamlet = None
+        if hamlet is None:
             raise AreaNotFound()
-        return area.public()
+        return hamlet.public()
+
+    @post(
+        "/{ward_code:str}/hamlets",
+        guards=[requires_role("ward_official", "admin")],
+        responses=problems(401, 403, 404, 409),
+    )
+    async def create_hamlet(
+        self,
+        request: Request[Principal, Token, Any],
+        conn: NamedDependency[asyncpg.Connection],
+        ward_code: FromPath[AreaCode],
+        data: JSONBody[NewHamlet],
+    ) -> Area:
+        """Add a hamlet / residential group (thôn, ấp, tổ dân phố) to the caller's ward."""
+        caller = request.user
+        ward = await area_queries.get_area(conn, ward_code)
+        if ward is None or ward.level != "ward" or not covers(caller, ward):
+            raise AreaNotFound()
+        name = nfc(data.name)
+        hamlet_id = data.id or uuid.uuid4()
+        async with conn.transaction():
+            created = await area_queries.insert_hamlet(
+                conn,
+                hamlet_id=hamlet_id,
+                ward_id=ward.id,
+                province_id=ward.province_id,
+                name=name,
+                search_key=search_key(name),
+                sort_key=sort_key(name),
+            )
+            if created:
+                await audit.record(
+                    conn,
+                    "hamlet_created",
+                    "hamlet",
+                    hamlet_id,
+                    actor_id=caller.user_id,
+                    province_id=ward.province_id,
+                    detail={"ward": ward.code},
+                )
+        hamlet = await area_queries.get_hamlet(conn, hamlet_id)
+        if hamlet is None or hamlet.ward_id != ward.id or hamlet.name != name:
+            raise Conflict(N_("This ward already has a hamlet with this name, or the id is taken."))
+        return hamlet.public()

@@ -1,0 +1,280 @@
+"""Accepting submissions: the one path for sync pushes, single submissions and demo data.
+
+Each item is decoded and validated on its own, so one bad item never fails the batch. The
+valid ones are then stored set-based in one transaction: lock the households they touch,
+classify each item in order (duplicate, conflict, rejected, accepted), insert the accepted
+rows and move each household's head. The transaction commits before any result is returned,
+so an "accepted" is durable.
+
+Idempotency: the client-generated id is the key. The same id with the same content is a
+``duplicate`` (nothing changes); with different content, a ``conflict``. An edit names the
+submission it replaces in ``supersedes`` and must name the household's current head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from api.answers import validate
+from api.auth import Principal
+from api.errors import FieldError, field_error, translate_errors
+from api.i18n import N_
+from api.queries import submissions as q
+from api.queries.surveys import VersionRecord, get_versions
+from schemas.households import ItemResult, ItemStatus, NewSubmission
+
+log = logging.getLogger("congdongso.ingest")
+
+EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(days=1)  # phones' clocks are often wrong by hours
+
+CONSENT_REQUIRED = N_("Consent is required: nothing about this household was stored.")
+NOTICE_VERSION = N_("The respondent must consent to privacy notice %(expected)s.")
+UNKNOWN_VERSION = N_("This survey version is not published.")
+HOUSEHOLD_NOT_FOUND = N_("No household with this id in your area.")
+NAIVE_TIME = N_("Give the time zone, e.g. 2025-07-01T08:30:00+07:00.")
+FUTURE_TIME = N_("The collection time cannot be in the future.")
+PAST_TIME = N_("The collection time is too far in the past.")
+CONTENT_DIFFERS = N_("A submission with this id was stored with different content.")
+NOT_HEAD = N_("This household already has a submission: name it in supersedes to replace it.")
+STALE_SUPERSEDES = N_(
+    "Only the household's current submission can be superseded; sync and edit that one."
+)
+STORAGE_ERROR = N_("This item could not be stored.")
+
+
+class SurveyCache:
+    """Published versions never change, so each is read from the database once."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[uuid.UUID, int], VersionRecord] = {}
+
+    async def get(
+        self, conn: asyncpg.Connection, keys: set[tuple[uuid.UUID, int]]
+    ) -> dict[tuple[uuid.UUID, int], VersionRecord]:
+        missing = [key for key in keys if key not in self.versions]
+        if missing:
+            for record in await get_versions(conn, missing):
+                self.versions[(record.survey_id, record.version)] = record
+        return {key: self.versions[key] for key in keys if key in self.versions}
+
+
+@dataclass
+class Candidate:
+    index: int
+    submission: NewSubmission
+    content_hash: bytes
+
+
+class _Raced(Exception):
+    """A concurrent batch stored one of our ids between our check and our insert."""
+
+
+def content_hash(submission: NewSubmission) -> bytes:
+    """The same content however it is spelled: sorted keys, the collection time in UTC."""
+    if submission.collected_at.tzinfo is not None:
+        submission = msgspec.structs.replace(
+            submission, collected_at=submission.collected_at.astimezone(UTC)
+        )
+    canonical = msgspec.json.encode(submission, order="sorted")
+    return hashlib.blake2b(canonical, digest_size=16).digest()
+
+
+def _raw_id(raw: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(raw.get("id"))) if isinstance(raw, dict) else None
+    except ValueError:
+        return None
+
+
+def _precheck(
+    submission: NewSubmission, version: VersionRecord | None, now: datetime
+) -> list[FieldError]:
+    """Everything that can be checked without the household: consent, version, answers."""
+    if not submission.consent.given:
+        return [FieldError("consent.given", "consent_required", CONSENT_REQUIRED)]
+    if version is None:
+        return [FieldError("surveyVersion", "unknown_survey_version", UNKNOWN_VERSION)]
+    notice = version.definition.notice_version
+    if submission.consent.notice_version != notice:
+        return [
+            FieldError(
+                "consent.noticeVersion", "notice_version", NOTICE_VERSION, {"expected": notice}
+            )
+        ]
+    collected = submission.collected_at
+    if collected.tzinfo is None:
+        return [FieldError("collectedAt", "format", NAIVE_TIME)]
+    if collected > now + CLOCK_SKEW:
+        return [FieldError("collectedAt", "maximum", FUTURE_TIME)]
+    if collected < EARLIEST:
+        return [FieldError("collectedAt", "minimum", PAST_TIME)]
+    return validate(version.definition, submission)
+
+
+def _in_scope(principal: Principal, household: q.HouseholdHead) -> bool:
+    if principal.role == "resident":
+        return household.id == principal.household_id
+    return household.ward_id == principal.area_id
+
+
+async def ingest(
+    conn: asyncpg.Connection,
+    cache: SurveyCache,
+    principal: Principal,
+    raw_items: list[Any],
+    language: str,
+) -> list[ItemResult]:
+    """One result per item, in order. Accepted items are committed when this returns."""
+    results: list[ItemResult | None] = [None] * len(raw_items)
+
+    def reject(index: int, item_id: uuid.UUID | None, errors: list[FieldError]) -> None:
+        results[index] = ItemResult(
+            id=item_id, status="rejected", errors=translate_errors(language, errors)
+        )
+
+    parsed: list[tuple[int, NewSubmission]] = []
+    for index, raw in enumerate(raw_items):
+        if isinstance(raw, NewSubmission):  # already decoded by the single-item endpoint
+            parsed.append((index, raw))
+            continue
+        try:
+            parsed.append((index, msgspec.convert(raw, NewSubmission)))
+        except msgspec.ValidationError as exc:
+            reject(index, _raw_id(raw), [field_error(str(exc))])
+
+    versions = await cache.get(conn, {(s.survey_id, s.survey_version) for _, s in parsed})
+    now = datetime.now(UTC)
+    candidates: list[Candidate] = []
+    for index, submission in parsed:
+        errors = _precheck(
+            submission, versions.get((submission.survey_id, submission.survey_version)), now
+        )
+        if errors:
+            reject(index, submission.id, errors)
+        else:
+            candidates.append(Candidate(index, submission, content_hash(submission)))
+
+    if candidates:
+        try:
+            stored = await _store_batch(conn, principal, candidates, language)
+        except asyncpg.PostgresError:
+            # Should not happen (everything was validated), but one bad row must not
+            # fail the others: store item by item.
+            log.exception("batch store failed; storing %d items one by one", len(candidates))
+            stored = {}
+            for candidate in candidates:
+                try:
+                    stored |= await _store_batch(conn, principal, [candidate], language)
+                except asyncpg.PostgresError:
+                    reject(
+                        candidate.index,
+                        candidate.submission.id,
+                        [FieldError("", "storage_error", STORAGE_ERROR)],
+                    )
+        for index, result in stored.items():
+            results[index] = result
+    return [result for result in results if result is not None]
+
+
+async def _store_batch(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    candidates: list[Candidate],
+    language: str,
+) -> dict[int, ItemResult]:
+    for attempt in range(3):
+        try:
+            async with conn.transaction():
+                return await _store_once(conn, principal, candidates, language)
+        except _Raced:
+            log.info("concurrent batch stored the same ids; retry %d", attempt + 1)
+    raise asyncpg.PostgresError("could not store the batch after three attempts")
+
+
+async def _store_once(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    candidates: list[Candidate],
+    language: str,
+) -> dict[int, ItemResult]:
+    households = await q.lock_households(
+        conn, sorted({c.submission.household_id for c in candidates})
+    )
+    seen = await q.stored_hashes(conn, [c.submission.id for c in candidates])
+    heads = {hid: h.current_submission_id for hid, h in households.items()}
+    outcome: dict[int, ItemResult] = {}
+    rows: list[q.NewRow] = []
+    moved: dict[uuid.UUID, uuid.UUID] = {}
+
+    def result(c: Candidate, status: ItemStatus, error: FieldError | None = None) -> None:
+        outcome[c.index] = ItemResult(
+            id=c.submission.id,
+            status=status,
+            errors=translate_errors(language, [error]) if error else None,
+            current_submission_id=heads.get(c.submission.household_id),
+        )
+
+    for c in candidates:
+        submission = c.submission
+        if submission.id in seen:
+            if seen[submission.id] == c.content_hash:
+                result(c, "duplicate")
+            else:
+                result(c, "conflict", FieldError("id", "content_differs", CONTENT_DIFFERS))
+            continue
+        household = households.get(submission.household_id)
+        if household is None or not _in_scope(principal, household):
+            outcome[c.index] = ItemResult(
+                id=submission.id,
+                status="rejected",
+                errors=translate_errors(
+                    language,
+                    [FieldError("householdId", "household_not_found", HOUSEHOLD_NOT_FOUND)],
+                ),
+            )
+            continue
+        head = heads[household.id]
+        if submission.supersedes != head:
+            if submission.supersedes is None:
+                result(c, "conflict", FieldError("supersedes", "not_head", NOT_HEAD))
+            else:
+                result(
+                    c, "conflict", FieldError("supersedes", "stale_supersedes", STALE_SUPERSEDES)
+                )
+            continue
+        rows.append(
+            q.NewRow(
+                id=submission.id,
+                household_id=household.id,
+                survey_id=submission.survey_id,
+                survey_version=submission.survey_version,
+                province_id=household.province_id,
+                ward_id=household.ward_id,
+                collected_at=submission.collected_at,
+                submitted_by=principal.user_id,
+                notice_version=submission.consent.notice_version,
+                supersedes=submission.supersedes,
+                answers=submission.answers,
+                members=msgspec.to_builtins(submission.members),
+                content_hash=c.content_hash,
+            )
+        )
+        seen[submission.id] = c.content_hash
+        heads[household.id] = submission.id
+        moved[household.id] = submission.id
+        result(c, "accepted")
+
+    if rows:
+        if await q.insert_submissions(conn, rows) != len(rows):
+            raise _Raced()
+        await q.move_heads(conn, moved)
+    return outcome

@@ -1,0 +1,106 @@
+"""Set-based SQL for accepting a batch of submissions in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+
+class HouseholdHead(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    ward_id: int
+    province_id: int
+    current_submission_id: uuid.UUID | None
+
+
+async def lock_households(
+    conn: asyncpg.Connection, household_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, HouseholdHead]:
+    """Lock the households a batch touches, in id order so concurrent batches never deadlock."""
+    rows = await conn.fetch(
+        """SELECT id, ward_id, province_id, current_submission_id FROM household
+           WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
+        household_ids,
+    )
+    return {row["id"]: msgspec.convert(row, HouseholdHead, from_attributes=True) for row in rows}
+
+
+async def stored_hashes(
+    conn: asyncpg.Connection, submission_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, bytes]:
+    rows = await conn.fetch(
+        "SELECT id, content_hash FROM submission WHERE id = ANY($1::uuid[])", submission_ids
+    )
+    return {row["id"]: row["content_hash"] for row in rows}
+
+
+class NewRow(msgspec.Struct, frozen=True):
+    """One accepted submission, as stored."""
+
+    id: uuid.UUID
+    household_id: uuid.UUID
+    survey_id: uuid.UUID
+    survey_version: int
+    province_id: int
+    ward_id: int
+    collected_at: datetime
+    submitted_by: uuid.UUID
+    notice_version: str
+    supersedes: uuid.UUID | None
+    answers: dict[str, Any]
+    members: list[dict[str, Any]]
+    content_hash: bytes
+
+
+async def insert_submissions(conn: asyncpg.Connection, rows: list[NewRow]) -> int:
+    """Insert accepted rows in one statement; returns how many were new."""
+    inserted: int = await conn.fetchval(
+        """WITH new AS (
+               INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
+                                       ward_id, collected_at, submitted_by, notice_version,
+                                       supersedes, answers, members, content_hash)
+               SELECT id, household_id, survey_id, survey_version, province_id, ward_id,
+                      collected_at, submitted_by, notice_version, supersedes, answers,
+                      members::jsonb, content_hash
+               FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::int[],
+                           $6::int[], $7::timestamptz[], $8::uuid[], $9::text[],
+                           $10::uuid[], $11::jsonb[], $12::text[], $13::bytea[])
+                    AS r(id, household_id, survey_id, survey_version, province_id, ward_id,
+                         collected_at, submitted_by, notice_version, supersedes, answers,
+                         members, content_hash)
+               ON CONFLICT (id) DO NOTHING
+               RETURNING 1
+           ) SELECT count(*) FROM new""",
+        [r.id for r in rows],
+        [r.household_id for r in rows],
+        [r.survey_id for r in rows],
+        [r.survey_version for r in rows],
+        [r.province_id for r in rows],
+        [r.ward_id for r in rows],
+        [r.collected_at for r in rows],
+        [r.submitted_by for r in rows],
+        [r.notice_version for r in rows],
+        [r.supersedes for r in rows],
+        [r.answers for r in rows],
+        # As JSON text: asyncpg would read a list of lists as a two-dimensional array.
+        [msgspec.json.encode(r.members).decode() for r in rows],
+        [r.content_hash for r in rows],
+    )
+    return inserted
+
+
+async def move_heads(conn: asyncpg.Connection, heads: dict[uuid.UUID, uuid.UUID]) -> None:
+    """Point each household at its new current submission (and mark it changed for sync)."""
+    await conn.execute(
+        """UPDATE household h
+           SET current_submission_id = u.submission_id, updated_at = now(),
+               change_xid = pg_current_xact_id()
+           FROM unnest($1::uuid[], $2::uuid[]) AS u(household_id, submission_id)
+           WHERE h.id = u.household_id""",
+        list(heads),
+        list(heads.values()),
+    )

@@ -1,0 +1,69 @@
+"""The change stream an offline client pulls: households, deletions and survey versions.
+
+Rows carry the transaction id (xid8) that last wrote them. A window [low, high) is read with
+``high`` = the oldest transaction still running at the first page's snapshot, so every row
+in the window was committed before the window was read and no later commit can land in it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import msgspec
+
+HOUSEHOLD, DELETION, SURVEY_VERSION = 1, 2, 0
+
+
+class Change(msgspec.Struct, frozen=True, array_like=True):
+    xid: int
+    kind: int
+    key: str
+
+
+async def horizon(conn: asyncpg.Connection) -> int:
+    """Every transaction with an id below this one has finished."""
+    xmin: int = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    return xmin
+
+
+async def changes(
+    conn: asyncpg.Connection,
+    *,
+    ward_id: int,
+    household_id: uuid.UUID | None,
+    low: int,
+    high: int,
+    after: Change | None,
+    limit: int,
+) -> list[Change]:
+    """Changes in [low, high) for a ward (or one household of it), in (xid, kind, key) order."""
+    rows = await conn.fetch(
+        """SELECT xid, kind, key FROM (
+               SELECT change_xid::text::bigint AS xid, 1 AS kind, id::text AS key
+               FROM household
+               WHERE ward_id = $1 AND ($2::uuid IS NULL OR id = $2)
+                 AND change_xid >= $3::text::xid8 AND change_xid < $4::text::xid8
+               UNION ALL
+               SELECT change_xid::text::bigint, 2, household_id::text
+               FROM household_tombstone
+               WHERE ward_id = $1 AND ($2::uuid IS NULL OR household_id = $2)
+                 AND change_xid >= $3::text::xid8 AND change_xid < $4::text::xid8
+               UNION ALL
+               SELECT change_xid::text::bigint, 0, survey_id::text || '/' || version
+               FROM survey_version
+               WHERE change_xid >= $3::text::xid8 AND change_xid < $4::text::xid8
+           ) c
+           WHERE ($5::bigint IS NULL OR (xid, kind, key) > ($5, $6, $7::text))
+           ORDER BY xid, kind, key
+           LIMIT $8""",
+        ward_id,
+        household_id,
+        str(low),
+        str(high),
+        after.xid if after else None,
+        after.kind if after else None,
+        after.key if after else None,
+        limit,
+    )
+    return [Change(row["xid"], row["kind"], row["key"]) for row in rows]

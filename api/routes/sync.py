@@ -1,0 +1,185 @@
+"""Offline sync (pull changes, push batches) and single submissions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, NamedTuple
+
+import asyncpg
+from litestar import Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Body, FromPath, FromQuery, JSONBody, Parameter
+from litestar.security.jwt import Token
+
+from api.auth import Principal, Role, requires_role
+from api.errors import Conflict, FieldError, NotFound, ValidationFailed, invalid, problems
+from api.i18n import N_, negotiate
+from api.ingest import ingest
+from api.pagination import decode_cursor, encode_cursor
+from api.params import Cursor
+from api.queries import households as hq
+from api.queries import sync as q
+from api.routes.households import household_visible
+from schemas.households import (
+    PUSH_LIMIT,
+    ItemResult,
+    NewSubmission,
+    PushResults,
+    Submission,
+    SyncPull,
+    SyncPush,
+)
+
+COLLECTORS: tuple[Role, ...] = ("team_member", "ward_official", "resident")
+PullLimit = Annotated[int, Parameter(ge=1, le=1000, description="Changes per page (1–1000).")]
+
+
+class PullCursor(NamedTuple):
+    """Where a client is in the change stream: [low, high) and the last change it got."""
+
+    low: int
+    high: int | None = None
+    after: q.Change | None = None
+
+
+@get("/sync/pull", guards=[requires_role(*COLLECTORS)], tags=["sync"], responses=problems(401, 403))
+async def pull(
+    request: Request[Principal, Token, Any],
+    state: State,
+    conn: NamedDependency[asyncpg.Connection],
+    since: FromQuery[Cursor] = None,
+    limit: FromQuery[PullLimit] = 500,
+) -> SyncPull:
+    """What the caller needs offline that changed since ``since``: published survey versions,
+    the households of their ward with their current answers, and deleted households.
+
+    Call again with the returned ``cursor`` while ``more`` is true; keep the last cursor for
+    the next sync. The cursor is a server sequence (transaction ids), never a clock.
+    """
+    caller = request.user
+    if caller.area_id is None:
+        raise invalid("role", "not_allowed", N_("Only ward-level accounts sync households."))
+    position = decode_cursor(since, PullCursor) or PullCursor(low=0)
+    high = position.high if position.high is not None else await q.horizon(conn)
+    found = await q.changes(
+        conn,
+        ward_id=caller.area_id,
+        household_id=caller.household_id if caller.role == "resident" else None,
+        low=position.low,
+        high=high,
+        after=position.after,
+        limit=limit + 1,
+    )
+    more = len(found) > limit
+    found = found[:limit]
+    household_ids = [uuid.UUID(c.key) for c in found if c.kind == q.HOUSEHOLD]
+    deleted = [uuid.UUID(c.key) for c in found if c.kind == q.DELETION]
+    version_keys = set()
+    for change in found:
+        if change.kind == q.SURVEY_VERSION:
+            survey_id, version = change.key.split("/")
+            version_keys.add((uuid.UUID(survey_id), int(version)))
+    versions = await state.surveys.get(conn, version_keys)
+    cursor = PullCursor(position.low, high, found[-1]) if more else PullCursor(high)
+    return SyncPull(
+        cursor=encode_cursor(cursor),
+        more=more,
+        survey_versions=[
+            versions[key].public() for key in sorted(version_keys, key=str) if key in versions
+        ],
+        households=await hq.household_states(conn, household_ids),
+        deleted_households=deleted,
+    )
+
+
+PUSH_BODY = Body(
+    description=f"Up to {PUSH_LIMIT} submissions, each validated on its own.",
+    schema_extra={
+        "properties": {
+            "submissions": {
+                "type": "array",
+                "maxItems": PUSH_LIMIT,
+                "items": {"$ref": "#/components/schemas/NewSubmission"},
+            }
+        }
+    },
+)
+
+
+@post(
+    "/sync/push",
+    status_code=200,
+    guards=[requires_role(*COLLECTORS)],
+    tags=["sync"],
+    responses=problems(401, 403, 413),
+)
+async def push(
+    request: Request[Principal, Token, Any],
+    state: State,
+    conn: NamedDependency[asyncpg.Connection],
+    data: Annotated[SyncPush, PUSH_BODY],
+) -> PushResults:
+    """Store a batch collected offline. Each item gets its own result: ``accepted``,
+    ``duplicate`` (already stored, e.g. a retry), ``conflict`` (same id, other content; or
+    not superseding the current head) or ``rejected`` (with field errors). Accepted items are
+    committed before the answer; retrying a batch is always safe."""
+    language = negotiate(request.headers.get("accept-language"))
+    results = await ingest(conn, state.surveys, request.user, data.submissions, language)
+    return PushResults(results=results)
+
+
+class SubmissionNotFound(NotFound):
+    code = "submission_not_found"
+    default_detail = N_("No submission with this id in your area.")
+
+
+@post(
+    "/submissions",
+    guards=[requires_role(*COLLECTORS)],
+    tags=["sync"],
+    responses={
+        200: ResponseSpec(ItemResult, description="Already stored (a retry): nothing changed"),
+        **problems(401, 403, 404, 409),
+    },
+)
+async def create_submission(
+    request: Request[Principal, Token, Any],
+    state: State,
+    conn: NamedDependency[asyncpg.Connection],
+    data: JSONBody[NewSubmission],
+) -> Response[ItemResult]:
+    """Store one submission (residents, online use); the same rules as a push."""
+    language = negotiate(request.headers.get("accept-language"))
+    (result,) = await ingest(conn, state.surveys, request.user, [data], language)
+    if result.status == "accepted":
+        return Response(result, status_code=201)
+    if result.status == "duplicate":
+        return Response(result, status_code=200)
+    errors = result.errors or []
+    if result.status == "conflict":
+        raise Conflict(
+            N_("This submission conflicts with what is stored."),
+            code=errors[0].code if errors else "conflict",
+        )
+    if any(error.code == "household_not_found" for error in errors):
+        raise NotFound(N_("No household with this id in your area."), code="household_not_found")
+    # Already translated: looking them up again in the catalog leaves them as they are.
+    raise ValidationFailed([FieldError(e.field, e.code, e.message) for e in errors])
+
+
+@get("/submissions/{submission_id:uuid}", tags=["sync"], responses=problems(401, 404))
+async def get_submission(
+    request: Request[Principal, Token, Any],
+    conn: NamedDependency[asyncpg.Connection],
+    submission_id: FromPath[uuid.UUID],
+) -> Submission:
+    found = await hq.get_submission(conn, submission_id)
+    if found is None:
+        raise SubmissionNotFound()
+    submission, _ = found
+    household = await hq.get_household(conn, submission.household_id)
+    if household is None or not household_visible(request.user, household):
+        raise SubmissionNotFound()
+    return submission

@@ -1,0 +1,141 @@
+"""Households, their submissions, offline sync, and resident invites."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta
+
+from schemas.base import NO_NUL, Label, Password, Phone, Schema
+from schemas.errors import FieldProblem
+from schemas.surveys import Key, SurveyVersion
+
+# An answer: a number, true/false, a text, a date ("2025-07-01") or the list of values of a
+# multiple choice; null or absent means "not answered". Which one depends on the question,
+# so api/answers.py checks each value against its survey version (a JSON-level union here
+# would overlap: every integer is also a number).
+Answers = Annotated[dict[Key, Any], Meta(max_length=200)]
+PUSH_LIMIT = 500
+
+
+class Consent(Schema):
+    given: bool
+    notice_version: Annotated[str, Meta(min_length=1, max_length=40, pattern=NO_NUL)]
+
+
+class MemberAnswers(Schema):
+    member_id: uuid.UUID  # stable across visits; members are never named
+    answers: Answers
+
+
+class NewSubmission(Schema):
+    id: uuid.UUID
+    survey_id: uuid.UUID
+    survey_version: Annotated[int, Meta(ge=1, le=1_000_000)]
+    household_id: uuid.UUID
+    collected_at: datetime
+    consent: Consent
+    answers: Answers
+    members: Annotated[list[MemberAnswers], Meta(max_length=100)] = []
+    supersedes: uuid.UUID | None = None
+
+
+class Submission(Schema):
+    id: uuid.UUID
+    survey_id: uuid.UUID
+    survey_version: int
+    household_id: uuid.UUID
+    collected_at: datetime
+    received_at: datetime
+    consent: Consent
+    answers: dict[str, Any]
+    members: list[MemberAnswers]
+    supersedes: uuid.UUID | None
+
+
+ItemStatus = Literal["accepted", "duplicate", "conflict", "rejected"]
+
+
+class ItemResult(Schema, omit_defaults=True):
+    id: uuid.UUID | None
+    status: ItemStatus
+    errors: list[FieldProblem] | None = None
+    # The household's current submission after this item (for conflicts: what to supersede).
+    current_submission_id: uuid.UUID | None = None
+
+
+class SyncPush(Schema):
+    """Up to 500 submissions; each is checked on its own (see the NewSubmission schema)."""
+
+    submissions: Annotated[list[dict[str, Any]], Meta(max_length=PUSH_LIMIT)] = []
+
+
+class PushResults(Schema):
+    results: list[ItemResult]
+
+
+class NewHousehold(Schema):
+    ward_code: Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[0-9A-Za-z._-]+$")]
+    id: uuid.UUID | None = None
+    hamlet_id: uuid.UUID | None = None
+    label: Label | None = None  # a short label for the team, e.g. "Nhà số 12", never a name
+
+
+class Household(Schema):
+    id: uuid.UUID
+    ward_code: str
+    hamlet_id: uuid.UUID | None
+    label: str | None
+    current_submission_id: uuid.UUID | None
+    updated_at: datetime
+
+
+class HouseholdState(Schema):
+    """A household with its current answers (what an offline client keeps)."""
+
+    id: uuid.UUID
+    ward_code: str
+    hamlet_id: uuid.UUID | None
+    label: str | None
+    current_submission_id: uuid.UUID | None
+    updated_at: datetime
+    current: Submission | None
+
+
+class MyHousehold(Schema):
+    """Everything stored about a resident's household."""
+
+    household: HouseholdState
+    submissions: list[Submission]
+
+
+class SyncPull(Schema):
+    cursor: str
+    more: bool
+    survey_versions: list[SurveyVersion]
+    households: list[HouseholdState]
+    deleted_households: list[uuid.UUID]
+
+
+class NewInvite(Schema):
+    household_id: uuid.UUID
+
+
+class Invite(Schema):
+    code: str
+    household_id: uuid.UUID
+    expires_at: datetime
+
+
+class Registration(Schema):
+    invite_code: Annotated[str, Meta(min_length=4, max_length=20, pattern=r"^[A-Za-z0-9 -]+$")]
+    phone: Phone
+    password: Password
+    display_name: Label | None = None
+
+
+class NewHamlet(Schema):
+    name: Annotated[str, Meta(min_length=1, max_length=80, pattern=NO_NUL)]
+    id: uuid.UUID | None = None
