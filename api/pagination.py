@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from api.errors import invalid
 from api.i18n import N_
+from schemas.base import Page
 
 T = TypeVar("T")
+Item = TypeVar("Item", covariant=True)
 
 
 def encode_cursor(values: tuple[Any, ...]) -> str:
@@ -29,3 +32,19 @@ def decode_cursor(cursor: str | None, shape: type[T]) -> T | None:
         raise invalid(
             "cursor", "format", N_("This cursor is not valid; start again without it.")
         ) from None
+
+
+class Listed(Protocol[Item]):
+    def public(self) -> Item: ...
+
+
+def page_of(
+    rows: Sequence[Listed[Item]], limit: int, cursor_of: Callable[[Any], tuple[Any, ...]]
+) -> Page[Item]:
+    """A page from ``limit + 1`` fetched rows: the extra row only says there is more."""
+    shown = rows[:limit]
+    more = len(rows) > limit
+    return Page(
+        items=[row.public() for row in shown],
+        next_cursor=encode_cursor(cursor_of(shown[-1])) if more else None,
+    )

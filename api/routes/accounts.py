@@ -21,9 +21,9 @@ from msgspec import UNSET
 from api.auth import OFFICIALS, RANK, Principal, requires_role
 from api.errors import Conflict, Forbidden, NotFound, invalid, problems
 from api.i18n import N_
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import decode_cursor, page_of
 from api.params import Cursor, Limit, OptionalAreaCode
-from api.phone import normalize_phone
+from api.phone import require_phone
 from api.queries import accounts, audit
 from api.queries.areas import AreaRecord, get_area
 from api.routes.areas import AreaNotFound
@@ -148,11 +148,7 @@ class UserRoutes(Controller):
     ) -> User:
         """Create an account with a role below the caller's, inside the caller's area."""
         caller = request.user
-        phone = normalize_phone(data.phone)
-        if phone is None:
-            raise invalid(
-                "phone", "format", N_("Enter a Vietnamese mobile number, e.g. 0912345678.")
-            )
+        phone = require_phone(data.phone)
         area_id, province_id, team_id = await place(
             conn, caller, data.role, data.area_code, data.team_id
         )
@@ -210,7 +206,7 @@ class UserRoutes(Controller):
             after=decode_cursor(cursor, UserCursor),
             limit=limit + 1,
         )
-        return _user_page(rows, limit)
+        return page_of(rows, limit, lambda row: (row.created_at, row.id))
 
     @get("/{user_id:uuid}", responses=problems(401, 403, 404))
     async def get_user(
@@ -290,16 +286,6 @@ class UserRoutes(Controller):
         return updated.public()
 
 
-def _user_page(rows: list[accounts.UserRecord], limit: int) -> Page[User]:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1] if rows else None
-    return Page(
-        items=[row.public() for row in rows],
-        next_cursor=encode_cursor((last.created_at, last.id)) if more and last else None,
-    )
-
-
 class TeamRoutes(Controller):
     path = "/teams"
     tags = ["accounts"]
@@ -363,12 +349,7 @@ class TeamRoutes(Controller):
             after=decode_cursor(cursor, UserCursor),
             limit=limit + 1,
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(
-            items=[row.public() for row in rows],
-            next_cursor=encode_cursor((rows[-1].created_at, rows[-1].id)) if more else None,
-        )
+        return page_of(rows, limit, lambda row: (row.created_at, row.id))
 
     @get("/{team_id:uuid}", responses=problems(401, 404))
     async def get_team(
@@ -407,4 +388,4 @@ class TeamRoutes(Controller):
             after=decode_cursor(cursor, UserCursor),
             limit=limit + 1,
         )
-        return _user_page(rows, limit)
+        return page_of(rows, limit, lambda row: (row.created_at, row.id))

@@ -14,7 +14,7 @@ from litestar.security.jwt import Token
 from api.auth import Principal, requires_role
 from api.errors import Conflict, NotFound, problems
 from api.i18n import N_
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import decode_cursor, page_of
 from api.params import AreaCode, Cursor, Limit, OptionalAreaCode, Search
 from api.queries import areas as area_queries
 from api.queries import audit
@@ -67,14 +67,7 @@ class AreaRoutes(Controller):
                     after=decode_cursor(cursor, AreaCursor),
                     limit=limit + 1,
                 )
-                more = len(hamlets) > limit
-                hamlets = hamlets[:limit]
-                return Page(
-                    items=[hamlet.public() for hamlet in hamlets],
-                    next_cursor=encode_cursor((hamlets[-1].sort_key, str(hamlets[-1].id)))
-                    if more
-                    else None,
-                )
+                return page_of(hamlets, limit, lambda row: (row.sort_key, str(row.id)))
             parent_id = parent_area.id
         rows = await area_queries.list_areas(
             conn,
@@ -83,12 +76,7 @@ class AreaRoutes(Controller):
             after=decode_cursor(cursor, AreaCursor),
             limit=limit + 1,
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(
-            items=[row.public() for row in rows],
-            next_cursor=encode_cursor((rows[-1].sort_key, rows[-1].code)) if more else None,
-        )
+        return page_of(rows, limit, lambda row: (row.sort_key, row.code))
 
     @get("/{code:str}", responses=problems(401, 404))
     async def get_area(

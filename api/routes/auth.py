@@ -13,9 +13,9 @@ from litestar.params import JSONBody
 from litestar.security.jwt import Token
 
 from api.auth import Principal
-from api.errors import TooManyRequests, Unauthorized, invalid, problems
+from api.errors import TooManyRequests, Unauthorized, problems
 from api.i18n import N_
-from api.phone import normalize_phone
+from api.phone import require_phone
 from api.queries import accounts, audit
 from api.sessions import digest, issue_tokens
 from schemas.accounts import LoginRequest, LogoutRequest, RefreshRequest, Tokens, User
@@ -57,9 +57,7 @@ async def login(
 ) -> Tokens:
     """Sign in with a phone number and password. Repeated failures lock the phone and address."""
     settings = state.settings
-    phone = normalize_phone(data.phone)
-    if phone is None:
-        raise invalid("phone", "format", N_("Enter a Vietnamese mobile number, e.g. 0912345678."))
+    phone = require_phone(data.phone)
     addr = client_addr(request)
     keys = [f"phone:{phone}", f"addr:{addr}"]
     wait = await accounts.locked_for(conn, keys)

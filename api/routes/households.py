@@ -15,7 +15,7 @@ from litestar.security.jwt import Token
 from api.auth import Principal, Role, requires_role
 from api.errors import Conflict, NotFound, invalid, problems
 from api.i18n import N_
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import decode_cursor, page_of
 from api.params import Cursor, Limit, OptionalAreaCode
 from api.queries import audit
 from api.queries import households as q
@@ -129,12 +129,7 @@ class HouseholdRoutes(Controller):
             after=decode_cursor(cursor, HouseholdCursor),
             limit=limit + 1,
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return Page(
-            items=[row.public() for row in rows],
-            next_cursor=encode_cursor((rows[-1].created_at, rows[-1].id)) if more else None,
-        )
+        return page_of(rows, limit, lambda row: (row.created_at, row.id))
 
     @get("/{household_id:uuid}", responses=problems(401, 404))
     async def get_household(

@@ -18,7 +18,7 @@ from litestar.security.jwt import Token
 from api.auth import Principal, requires_role
 from api.errors import invalid, problems
 from api.i18n import N_
-from api.phone import normalize_phone
+from api.phone import require_phone
 from api.queries import accounts, audit
 from api.queries import households as q
 from api.routes.accounts import PhoneTaken
@@ -93,9 +93,7 @@ async def register(
 ) -> Tokens:
     """Create a resident account for the invite's household and sign in."""
     settings = state.settings
-    phone = normalize_phone(data.phone)
-    if phone is None:
-        raise invalid("phone", "format", N_("Enter a Vietnamese mobile number, e.g. 0912345678."))
+    phone = require_phone(data.phone)
     addr_key = f"register:{client_addr(request)}"
     wait = await accounts.locked_for(conn, [addr_key])
     if wait > 0:
