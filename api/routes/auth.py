@@ -38,6 +38,16 @@ class LockedOut(TooManyRequests):
     default_detail = N_("Too many failed sign-ins. Try again in %(minutes)s minutes.")
 
 
+async def refuse_if_locked(conn: asyncpg.Connection, keys: list[str]) -> None:
+    """429 while any of the throttle keys (phone, client address) is locked out."""
+    wait = await accounts.locked_for(conn, keys)
+    if wait > 0:
+        raise LockedOut(
+            params={"minutes": max(1, round(wait / 60))},
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+
+
 def client_addr(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -60,12 +70,7 @@ async def login(
     phone = require_phone(data.phone)
     addr = client_addr(request)
     keys = [f"phone:{phone}", f"addr:{addr}"]
-    wait = await accounts.locked_for(conn, keys)
-    if wait > 0:
-        raise LockedOut(
-            params={"minutes": max(1, round(wait / 60))},
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+    await refuse_if_locked(conn, keys)
 
     user = await accounts.get_user_by_phone(conn, phone)
     verified = await state.passwords.verify(user.password_hash if user else None, data.password)

@@ -76,14 +76,14 @@ class HouseholdRoutes(Controller):
         if data.hamlet_id is not None and await hamlet_ward(conn, data.hamlet_id) != ward_id:
             raise invalid("hamletId", "invalid", N_("The hamlet must belong to the same ward."))
         household_id = data.id or uuid.uuid4()
-        ward = await get_area(conn, data.ward_code)
-        assert ward is not None
+        province_id = caller.province_id  # the caller's own ward (checked above)
+        assert province_id is not None
         async with conn.transaction():
             created = await q.insert_household(
                 conn,
                 household_id=household_id,
                 ward_id=ward_id,
-                province_id=ward.province_id,
+                province_id=province_id,
                 hamlet_id=data.hamlet_id,
                 label=data.label,
                 created_by=caller.user_id,
@@ -95,7 +95,7 @@ class HouseholdRoutes(Controller):
                     "household",
                     household_id,
                     actor_id=caller.user_id,
-                    province_id=ward.province_id,
+                    province_id=province_id,
                 )
         household = await q.get_household(conn, household_id)
         if household is None:

@@ -22,7 +22,7 @@ from api.phone import require_phone
 from api.queries import accounts, audit
 from api.queries import households as q
 from api.routes.accounts import PhoneTaken
-from api.routes.auth import LockedOut, client_addr
+from api.routes.auth import client_addr, refuse_if_locked
 from api.routes.households import HouseholdNotFound, household_visible
 from api.sessions import issue_tokens
 from schemas.accounts import Tokens
@@ -95,12 +95,7 @@ async def register(
     settings = state.settings
     phone = require_phone(data.phone)
     addr_key = f"register:{client_addr(request)}"
-    wait = await accounts.locked_for(conn, [addr_key])
-    if wait > 0:
-        raise LockedOut(
-            params={"minutes": max(1, round(wait / 60))},
-            headers={"Retry-After": str(int(wait) + 1)},
-        )
+    await refuse_if_locked(conn, [addr_key])
     password_hash = await state.passwords.hash(data.password)
     user_id = uuid.uuid4()
     async with conn.transaction():
@@ -142,6 +137,15 @@ async def register(
     )
 
 
+async def own_household(conn: asyncpg.Connection, resident: Principal) -> q.HouseholdRecord:
+    """The resident's household (404 once it has been deleted)."""
+    household_id = resident.household_id
+    household = await q.get_household(conn, household_id) if household_id else None
+    if household is None:
+        raise HouseholdNotFound()
+    return household
+
+
 @get(
     "/me/household",
     guards=[requires_role("resident")],
@@ -152,10 +156,7 @@ async def my_household(
     request: Request[Principal, Token, Any], conn: NamedDependency[asyncpg.Connection]
 ) -> MyHousehold:
     """Everything stored about the resident's household: its state and every submission."""
-    household_id = request.user.household_id
-    household = await q.get_household(conn, household_id) if household_id else None
-    if household is None:
-        raise HouseholdNotFound()
+    household = await own_household(conn, request.user)
     (state,) = await q.household_states(conn, [household.id])
     return MyHousehold(
         household=state, submissions=await q.household_submissions(conn, household.id)
@@ -173,11 +174,8 @@ async def delete_my_household(
 ) -> None:
     """Delete the household and every answer about it (Decree 13/2023: the right to
     deletion). Statistics no longer count it; offline clients are told to forget it."""
-    household_id = request.user.household_id
     async with conn.transaction():
-        household = await q.get_household(conn, household_id) if household_id else None
-        if household is None:
-            raise HouseholdNotFound()
+        household = await own_household(conn, request.user)
         removed = await q.delete_household(conn, household)
         await audit.record(
             conn,
