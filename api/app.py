@@ -17,10 +17,21 @@ from api.auth import jwt_auth
 from api.config import Settings, jwt_secret, settings_from_env
 from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
+from api.indicators import CatalogCache
 from api.ingest import SurveyCache
 from api.metrics import Metrics
 from api.passwords import Passwords
-from api.routes import accounts, areas, auth, health, households, residents, surveys, sync
+from api.routes import (
+    accounts,
+    areas,
+    auth,
+    health,
+    households,
+    residents,
+    stats,
+    surveys,
+    sync,
+)
 
 API_VERSION = "1.0.0"
 
@@ -58,7 +69,10 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     metrics = Metrics(get_pool=lambda: app.state.get("pool"))
 
     # Signing in needs no token; everything else under /api/v1 does (and says so in OpenAPI).
-    public = Router(path="/api/v1", route_handlers=[auth.login, auth.refresh, residents.register])
+    public = Router(
+        path="/api/v1",
+        route_handlers=[auth.login, auth.refresh, residents.register, stats.get_public_area_stats],
+    )
     signed_in = Router(
         path="/api/v1",
         security=[security.security_requirement],
@@ -77,6 +91,8 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             residents.create_invite,
             residents.my_household,
             residents.delete_my_household,
+            stats.StatsRoutes,
+            stats.set_target,
         ],
     )
     app = Litestar(
@@ -111,6 +127,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
                 Tag(name="households", description="Households registered by ward teams"),
                 Tag(name="sync", description="Offline sync and submissions"),
                 Tag(name="residents", description="Invites, registration, a resident's data"),
+                Tag(name="stats", description="Ward statistics against the plan targets"),
                 Tag(name="operations", description="Health, readiness and metrics"),
             ],
         ),
@@ -119,6 +136,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     )
     app.state.settings = settings
     app.state.surveys = SurveyCache()
+    app.state.indicators = CatalogCache()
     app.state.jwt_secret = secret
     app.state.metrics = metrics
     app.state.passwords = Passwords(

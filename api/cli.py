@@ -145,6 +145,38 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _rebuild_stats(dsn: str) -> tuple[int, float]:
+    import time
+
+    from tqdm import tqdm
+
+    from api.db import connect
+    from api.indicators import load_catalog
+    from api.queries.stats import rebuild
+
+    conn = await connect(dsn)
+    try:
+        catalog = await load_catalog(conn)
+        provinces = await conn.fetchval("SELECT count(*) FROM area WHERE level = 'province'")
+        started = time.perf_counter()
+        with tqdm(total=provinces, desc="rebuilding statistics", unit="province") as progress:
+
+            def advance(name: str) -> None:
+                progress.set_postfix_str(name)
+                progress.update()
+
+            households = await rebuild(conn, catalog, advance)
+        return households, time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
+    households, seconds = asyncio.run(_rebuild_stats(database_url(settings)))
+    print(f"statistics rebuilt from {households:,} households in {seconds:.1f} s")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="congdongso", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_user.add_argument("--name", help="display name")
     p_demo = sub.add_parser("demo", help="a demo ward with a team, officials and households")
     p_demo.add_argument("--households", type=int, default=300)
+    p_stats = sub.add_parser("stats", help="statistics maintenance")
+    p_stats.add_argument(
+        "action", choices=["rebuild"], help="rebuild: recompute every counter from submissions"
+    )
     args = parser.parse_args(argv)
 
     settings = settings_from_env()
@@ -169,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": cmd_migrate,
         "create-user": cmd_create_user,
         "demo": cmd_demo,
+        "stats": cmd_stats,
     }
     return commands[args.command](settings, args)
 

@@ -12,11 +12,13 @@ from tqdm import tqdm
 from api.auth import Principal
 from api.config import Settings
 from api.db import connect
+from api.indicators import load_catalog
 from api.ingest import SurveyCache, ingest
 from api.passwords import Passwords
 from api.phone import normalize_phone
 from api.queries import accounts, audit, households
 from api.queries.areas import AreaRecord, get_area, list_areas
+from api.queries.stats import recounting
 from api.queries.surveys import HOUSEHOLD_DIGITAL
 
 DEMO_PROVINCE = "38"  # Thanh Hóa
@@ -115,23 +117,25 @@ async def _demo_households(conn: asyncpg.Connection, ward: AreaRecord, count: in
     )
     rng = random.Random(2025)  # noqa: S311 - reproducible demo data, not security
     cache = SurveyCache()
+    catalog = await load_catalog(conn)
     stored = 0
     with tqdm(total=count - existing, desc="demo households", unit="hh") as progress:
         while existing + stored < count:
             batch: list[dict[str, object]] = []
             for _ in range(min(50, count - existing - stored)):
                 household_id = uuid.uuid4()
-                await households.insert_household(
-                    conn,
-                    household_id=household_id,
-                    ward_id=ward.id,
-                    province_id=ward.province_id,
-                    hamlet_id=None,
-                    label=f"Hộ {existing + stored + len(batch) + 1}",
-                    created_by=member["id"],
-                )
+                async with conn.transaction(), recounting(conn, catalog, [household_id]):
+                    await households.insert_household(
+                        conn,
+                        household_id=household_id,
+                        ward_id=ward.id,
+                        province_id=ward.province_id,
+                        hamlet_id=None,
+                        label=f"Hộ {existing + stored + len(batch) + 1}",
+                        created_by=member["id"],
+                    )
                 batch.append(_household_answers(rng, household_id))
-            results = await ingest(conn, cache, principal, batch, "vi")
+            results = await ingest(conn, cache, catalog, principal, batch, "vi")
             assert all(r.status == "accepted" for r in results), results
             stored += len(batch)
             progress.update(len(batch))

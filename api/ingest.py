@@ -27,6 +27,8 @@ from api.answers import validate
 from api.auth import Principal
 from api.errors import FieldError, field_error, translate_errors
 from api.i18n import N_
+from api.indicators import Catalog
+from api.queries import stats
 from api.queries import submissions as q
 from api.queries.surveys import VersionRecord, get_versions
 from schemas.households import ItemResult, ItemStatus, NewSubmission
@@ -129,6 +131,7 @@ def _in_scope(principal: Principal, household: q.HouseholdHead) -> bool:
 async def ingest(
     conn: asyncpg.Connection,
     cache: SurveyCache,
+    catalog: Catalog,
     principal: Principal,
     raw_items: list[Any],
     language: str,
@@ -165,7 +168,7 @@ async def ingest(
 
     if candidates:
         try:
-            stored = await _store_batch(conn, principal, candidates, language)
+            stored = await _store_batch(conn, catalog, principal, candidates, language)
         except asyncpg.PostgresError:
             # Should not happen (everything was validated), but one bad row must not
             # fail the others: store item by item.
@@ -173,7 +176,7 @@ async def ingest(
             stored = {}
             for candidate in candidates:
                 try:
-                    stored |= await _store_batch(conn, principal, [candidate], language)
+                    stored |= await _store_batch(conn, catalog, principal, [candidate], language)
                 except asyncpg.PostgresError:
                     reject(
                         candidate.index,
@@ -187,6 +190,7 @@ async def ingest(
 
 async def _store_batch(
     conn: asyncpg.Connection,
+    catalog: Catalog,
     principal: Principal,
     candidates: list[Candidate],
     language: str,
@@ -194,7 +198,7 @@ async def _store_batch(
     for attempt in range(3):
         try:
             async with conn.transaction():
-                return await _store_once(conn, principal, candidates, language)
+                return await _store_once(conn, catalog, principal, candidates, language)
         except _Raced:
             log.info("concurrent batch stored the same ids; retry %d", attempt + 1)
     raise asyncpg.PostgresError("could not store the batch after three attempts")
@@ -202,6 +206,7 @@ async def _store_batch(
 
 async def _store_once(
     conn: asyncpg.Connection,
+    catalog: Catalog,
     principal: Principal,
     candidates: list[Candidate],
     language: str,
@@ -211,6 +216,8 @@ async def _store_once(
     )
     seen = await q.stored_hashes(conn, [c.submission.id for c in candidates])
     heads = {hid: h.current_submission_id for hid, h in households.items()}
+    # A state counts from its collection time, never before the state it replaces.
+    counted_from = {hid: h.counted_at for hid, h in households.items()}
     outcome: dict[int, ItemResult] = {}
     rows: list[q.NewRow] = []
     moved: dict[uuid.UUID, uuid.UUID] = {}
@@ -251,6 +258,10 @@ async def _store_once(
                     c, "conflict", FieldError("supersedes", "stale_supersedes", STALE_SUPERSEDES)
                 )
             continue
+        previous = counted_from.get(household.id)
+        counted_at = submission.collected_at
+        if previous is not None and previous > counted_at:
+            counted_at = previous
         rows.append(
             q.NewRow(
                 id=submission.id,
@@ -260,6 +271,7 @@ async def _store_once(
                 province_id=household.province_id,
                 ward_id=household.ward_id,
                 collected_at=submission.collected_at,
+                counted_at=counted_at,
                 submitted_by=principal.user_id,
                 notice_version=submission.consent.notice_version,
                 supersedes=submission.supersedes,
@@ -270,11 +282,13 @@ async def _store_once(
         )
         seen[submission.id] = c.content_hash
         heads[household.id] = submission.id
+        counted_from[household.id] = counted_at
         moved[household.id] = submission.id
         result(c, "accepted")
 
     if rows:
-        if await q.insert_submissions(conn, rows) != len(rows):
-            raise _Raced()
-        await q.move_heads(conn, moved)
+        async with stats.recounting(conn, catalog, list(moved)):
+            if await q.insert_submissions(conn, rows) != len(rows):
+                raise _Raced()
+            await q.move_heads(conn, moved)
     return outcome

@@ -15,6 +15,7 @@ class HouseholdHead(msgspec.Struct, frozen=True):
     ward_id: int
     province_id: int
     current_submission_id: uuid.UUID | None
+    counted_at: datetime | None  # of the current submission
 
 
 async def lock_households(
@@ -22,8 +23,11 @@ async def lock_households(
 ) -> dict[uuid.UUID, HouseholdHead]:
     """Lock the households a batch touches, in id order so concurrent batches never deadlock."""
     rows = await conn.fetch(
-        """SELECT id, ward_id, province_id, current_submission_id FROM household
-           WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
+        """SELECT h.id, h.ward_id, h.province_id, h.current_submission_id,
+                  (SELECT counted_at FROM submission WHERE id = h.current_submission_id)
+                  AS counted_at
+           FROM household h
+           WHERE h.id = ANY($1::uuid[]) ORDER BY h.id FOR UPDATE""",
         household_ids,
     )
     return {row["id"]: msgspec.convert(row, HouseholdHead, from_attributes=True) for row in rows}
@@ -48,6 +52,7 @@ class NewRow(msgspec.Struct, frozen=True):
     province_id: int
     ward_id: int
     collected_at: datetime
+    counted_at: datetime
     submitted_by: uuid.UUID
     notice_version: str
     supersedes: uuid.UUID | None
@@ -62,16 +67,17 @@ async def insert_submissions(conn: asyncpg.Connection, rows: list[NewRow]) -> in
         """WITH new AS (
                INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
                                        ward_id, collected_at, submitted_by, notice_version,
-                                       supersedes, answers, members, content_hash)
+                                       supersedes, answers, members, content_hash, counted_at)
                SELECT id, household_id, survey_id, survey_version, province_id, ward_id,
                       collected_at, submitted_by, notice_version, supersedes, answers,
-                      members::jsonb, content_hash
+                      members::jsonb, content_hash, counted_at
                FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::int[],
                            $6::int[], $7::timestamptz[], $8::uuid[], $9::text[],
-                           $10::uuid[], $11::jsonb[], $12::text[], $13::bytea[])
+                           $10::uuid[], $11::jsonb[], $12::text[], $13::bytea[],
+                           $14::timestamptz[])
                     AS r(id, household_id, survey_id, survey_version, province_id, ward_id,
                          collected_at, submitted_by, notice_version, supersedes, answers,
-                         members, content_hash)
+                         members, content_hash, counted_at)
                ON CONFLICT (id) DO NOTHING
                RETURNING 1
            ) SELECT count(*) FROM new""",
@@ -89,6 +95,7 @@ async def insert_submissions(conn: asyncpg.Connection, rows: list[NewRow]) -> in
         # As JSON text: asyncpg would read a list of lists as a two-dimensional array.
         [msgspec.json.encode(r.members).decode() for r in rows],
         [r.content_hash for r in rows],
+        [r.counted_at for r in rows],
     )
     return inserted
 

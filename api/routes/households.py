@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import asyncpg
 from litestar import Controller, Request, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.security.jwt import Token
@@ -20,6 +21,7 @@ from api.params import Cursor, Limit, OptionalAreaCode
 from api.queries import audit
 from api.queries import households as q
 from api.queries.areas import get_area, hamlet_ward
+from api.queries.stats import recounting
 from schemas.base import Page
 from schemas.households import Household, HouseholdState, NewHousehold
 
@@ -66,6 +68,7 @@ class HouseholdRoutes(Controller):
     async def create_household(
         self,
         request: Request[Principal, Token, Any],
+        state: State,
         conn: NamedDependency[asyncpg.Connection],
         data: JSONBody[NewHousehold],
     ) -> Household:
@@ -78,7 +81,8 @@ class HouseholdRoutes(Controller):
         household_id = data.id or uuid.uuid4()
         province_id = caller.province_id  # the caller's own ward (checked above)
         assert province_id is not None
-        async with conn.transaction():
+        catalog = await state.indicators.get(conn)
+        async with conn.transaction(), recounting(conn, catalog, [household_id]):
             created = await q.insert_household(
                 conn,
                 household_id=household_id,

@@ -21,6 +21,7 @@ from api.i18n import N_
 from api.phone import require_phone
 from api.queries import accounts, audit
 from api.queries import households as q
+from api.queries.stats import recounting
 from api.routes.accounts import PhoneTaken
 from api.routes.auth import client_addr, refuse_if_locked
 from api.routes.households import HouseholdNotFound, household_visible
@@ -170,13 +171,17 @@ async def my_household(
     responses=problems(401, 403, 404),
 )
 async def delete_my_household(
-    request: Request[Principal, Token, Any], conn: NamedDependency[asyncpg.Connection]
+    request: Request[Principal, Token, Any],
+    state: State,
+    conn: NamedDependency[asyncpg.Connection],
 ) -> None:
     """Delete the household and every answer about it (Decree 13/2023: the right to
     deletion). Statistics no longer count it; offline clients are told to forget it."""
+    catalog = await state.indicators.get(conn)
     async with conn.transaction():
         household = await own_household(conn, request.user)
-        removed = await q.delete_household(conn, household)
+        async with recounting(conn, catalog, [household.id]):
+            removed = await q.delete_household(conn, household)
         await audit.record(
             conn,
             "household_deleted",

@@ -126,7 +126,8 @@ async def push(
     not superseding the current head) or ``rejected`` (with field errors). Accepted items are
     committed before the answer; retrying a batch is always safe."""
     language = negotiate(request.headers.get("accept-language"))
-    results = await ingest(conn, state.surveys, request.user, data.submissions, language)
+    catalog = await state.indicators.get(conn)
+    results = await ingest(conn, state.surveys, catalog, request.user, data.submissions, language)
     return PushResults(results=results)
 
 
@@ -152,7 +153,8 @@ async def create_submission(
 ) -> Response[ItemResult]:
     """Store one submission (residents, online use); the same rules as a push."""
     language = negotiate(request.headers.get("accept-language"))
-    (result,) = await ingest(conn, state.surveys, request.user, [data], language)
+    catalog = await state.indicators.get(conn)
+    (result,) = await ingest(conn, state.surveys, catalog, request.user, [data], language)
     if result.status == "accepted":
         return Response(result, status_code=201)
     if result.status == "duplicate":

@@ -1,0 +1,165 @@
+"""The indicator catalog (data in the ``indicator`` table) and the SQL that counts it.
+
+Each indicator's rule says what counts in its numerator, from the ``household_digital``
+answers: a household indicator counts households, a member indicator counts (or, for
+``sum``, adds up) members at least ``minAge`` years old in the year of collection. The same
+generated SQL serves the incremental path (a few households per batch) and the rebuild (a
+whole province), so the two can only differ in bookkeeping, which is what the tests check.
+
+Counts are stored, rates derived after aggregation: a province's rate is the sum of its
+wards' numerators over the sum of their denominators, never an average of ward rates.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import asyncpg
+import msgspec
+
+from schemas.stats import Indicator, Rule
+
+COVERAGE: Final = "COVERAGE"  # surveyed households / registered households
+BIRTH_YEAR: Final = "birth_year"  # the member question ages are derived from
+TIME_ZONE: Final = "Asia/Ho_Chi_Minh"  # months and ages are counted in Vietnam time
+
+
+class Catalog:
+    """The indicators in display order, and the SQL counting them (built once)."""
+
+    def __init__(self, indicators: list[Indicator]) -> None:
+        self.indicators = indicators
+        self.by_code = {indicator.code: indicator for indicator in indicators}
+        self.codes = [indicator.code for indicator in indicators]
+        self.history_by_households = history_sql(indicators, "h.id = ANY($1::uuid[])")
+        self.history_by_province = history_sql(indicators, "h.province_id = $1")
+
+
+async def load_catalog(conn: asyncpg.Connection) -> Catalog:
+    rows = await conn.fetch(
+        "SELECT code, name, unit, subject, min_age, rule FROM indicator ORDER BY position"
+    )
+    return Catalog(
+        [msgspec.convert(row, Indicator, from_attributes=True) for row in rows]
+    )
+
+
+def _choice(value: object) -> str:
+    text = str(value)
+    if not re.fullmatch(r"[a-z0-9_]{1,40}", text):  # also checked by Rule; never trust twice
+        raise ValueError(f"unsafe rule value {text!r}")
+    return f"'{text}'"
+
+
+def _field(answers: str, rule: Rule, as_text: bool = True) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", rule.key):
+        raise ValueError(f"unsafe rule key {rule.key!r}")
+    return f"({answers}->{'>' if as_text else ''}'{rule.key}')"
+
+
+def predicate(rule: Rule, answers: str) -> str:
+    """A SQL boolean (or, for ``sum``, a number) over the jsonb answers in ``answers``."""
+    match rule.op:
+        case "true":
+            return f"({_field(answers, rule, as_text=False)} = 'true'::jsonb)"
+        case "eq":
+            return f"({_field(answers, rule)} = {_choice(rule.value)})"
+        case "in":
+            values = rule.value if isinstance(rule.value, list) else [rule.value]
+            return f"({_field(answers, rule)} IN ({', '.join(_choice(v) for v in values)}))"
+        case "gte":
+            return f"(({_field(answers, rule)})::numeric >= {int(str(rule.value))})"
+        case "sum":
+            return f"coalesce(({_field(answers, rule)})::numeric, 0)"
+    raise ValueError(f"unknown rule op {rule.op!r}")
+
+
+def _measures(indicators: list[Indicator]) -> str:
+    """The member aggregates of one submission, and one (measure, numerator, denominator)
+    row per indicator built from them."""
+    aggregates: list[str] = []
+    rows: list[str] = []
+    for position, indicator in enumerate(indicators):
+        test = predicate(indicator.rule, "a" if indicator.subject == "member" else "s.answers")
+        if indicator.subject == "household":
+            numerator = (
+                f"{test}" if indicator.rule.op == "sum" else f"CASE WHEN {test} THEN 1 ELSE 0 END"
+            )
+            rows.append(f"('{indicator.code}', ({numerator})::bigint, 1::bigint)")
+            continue
+        eligible = "true" if indicator.min_age is None else f"age >= {int(indicator.min_age)}"
+        if indicator.rule.op == "sum":
+            aggregates.append(f"coalesce(sum({test}) FILTER (WHERE {eligible}), 0) AS n{position}")
+        else:
+            aggregates.append(f"count(*) FILTER (WHERE {eligible} AND {test}) AS n{position}")
+        aggregates.append(f"count(*) FILTER (WHERE {eligible}) AS d{position}")
+        rows.append(f"('{indicator.code}', m.n{position}::bigint, m.d{position}::bigint)")
+    lateral = f"""
+        CROSS JOIN LATERAL (
+            SELECT {", ".join(aggregates) if aggregates else "1 AS unused"}
+            FROM jsonb_array_elements(s.members) AS member(item)
+            CROSS JOIN LATERAL (
+                SELECT member.item->'answers' AS a,
+                       extract(year FROM s.collected_at AT TIME ZONE '{TIME_ZONE}')::int
+                         - (member.item->'answers'->>'{BIRTH_YEAR}')::int AS age
+            ) AS person
+        ) AS m
+        CROSS JOIN LATERAL (VALUES {", ".join(rows)}) AS measure(code, numerator, denominator)"""
+    return lateral
+
+
+def history_sql(indicators: list[Indicator], households: str) -> str:
+    """Each household's whole contribution to the counters, as monthly deltas per ward.
+
+    A submission counts from its ``counted_at`` until the one that superseded it took over;
+    a household is registered from its creation (or its first visit, if that was earlier)
+    and surveyed from its first visit. ``households`` is a fixed filter on ``household h``.
+    """
+    lateral = _measures(indicators)
+    return f"""
+    WITH h AS (
+        SELECT h.id, h.ward_id, h.province_id, h.created_at FROM household h WHERE {households}
+    ), s AS (
+        SELECT s.household_id, s.counted_at, s.collected_at, s.answers, s.members,
+               next.counted_at AS ended_at
+        FROM h
+        JOIN submission s ON s.household_id = h.id
+        LEFT JOIN submission next ON next.household_id = s.household_id AND next.supersedes = s.id
+    ), counted AS (
+        SELECT s.household_id, s.counted_at, s.ended_at,
+               measure.code, measure.numerator, measure.denominator
+        FROM s {lateral}
+    ), first AS (
+        SELECT household_id, min(counted_at) AS at FROM s GROUP BY household_id
+    ), event AS (
+        SELECT household_id, counted_at AS at, code, numerator, denominator FROM counted
+        UNION ALL
+        SELECT household_id, ended_at, code, -numerator, -denominator FROM counted
+        WHERE ended_at IS NOT NULL
+        UNION ALL
+        SELECT household_id, at, '{COVERAGE}', 1, 0 FROM first
+        UNION ALL
+        SELECT h.id, least(h.created_at, first.at), '{COVERAGE}', 0, 1
+        FROM h LEFT JOIN first ON first.household_id = h.id
+    )
+    SELECT h.ward_id, h.province_id,
+           date_trunc('month', event.at AT TIME ZONE '{TIME_ZONE}')::date AS month,
+           event.code AS measure,
+           sum(event.numerator)::bigint AS numerator,
+           sum(event.denominator)::bigint AS denominator
+    FROM event JOIN h ON h.id = event.household_id
+    GROUP BY 1, 2, 3, 4
+    HAVING sum(event.numerator) <> 0 OR sum(event.denominator) <> 0"""
+
+
+class CatalogCache:
+    """The catalog only changes with a migration, so each process reads it once."""
+
+    def __init__(self) -> None:
+        self._catalog: Catalog | None = None
+
+    async def get(self, conn: asyncpg.Connection) -> Catalog:
+        if self._catalog is None:
+            self._catalog = await load_catalog(conn)
+        return self._catalog

@@ -1,0 +1,301 @@
+"""Statistics counters: keeping them (incrementally and by rebuild) and reading them."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import date
+from typing import NamedTuple
+
+import asyncpg
+
+from api.indicators import Catalog
+
+# One monthly change of one measure in one ward (the province follows its wards).
+DeltaKey = tuple[int, int, date, str]  # ward_id, province_id, month, measure
+Deltas = dict[DeltaKey, tuple[int, int]]  # → (numerator, denominator)
+
+
+class Cell(NamedTuple):
+    numerator: int
+    denominator: int
+
+
+EMPTY = Cell(0, 0)
+
+
+# Keeping the counters -----------------------------------------------------------------------
+
+
+async def household_history(
+    conn: asyncpg.Connection, catalog: Catalog, household_ids: list[uuid.UUID]
+) -> Deltas:
+    """What these households contribute to the counters, from their stored submissions."""
+    if not household_ids:
+        return {}
+    rows = await conn.fetch(catalog.history_by_households, household_ids)
+    return {
+        (r["ward_id"], r["province_id"], r["month"], r["measure"]): (
+            r["numerator"],
+            r["denominator"],
+        )
+        for r in rows
+    }
+
+
+def difference(after: Deltas, before: Deltas) -> Deltas:
+    changed: Deltas = {}
+    for key in after.keys() | before.keys():
+        new_n, new_d = after.get(key, (0, 0))
+        old_n, old_d = before.get(key, (0, 0))
+        if new_n != old_n or new_d != old_d:
+            changed[key] = (new_n - old_n, new_d - old_d)
+    return changed
+
+
+async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
+    """Add monthly changes to the ward and province counters, inside the caller's transaction.
+
+    Current counters are updated first, in (area, measure) order: their row locks serialize
+    concurrent writers of one area, so the monthly rows need no further care and two
+    transactions never wait for each other in opposite orders.
+    """
+    if not deltas:
+        return
+    current: dict[tuple[int, str], list[int | None]] = {}
+    monthly: dict[tuple[int, str, date], list[int]] = defaultdict(lambda: [0, 0])
+    for (ward_id, province_id, month, measure), (numerator, denominator) in deltas.items():
+        for area_id, parent_id in ((ward_id, province_id), (province_id, None)):
+            cell = current.setdefault((area_id, measure), [parent_id, 0, 0])
+            cell[1] = (cell[1] or 0) + numerator
+            cell[2] = (cell[2] or 0) + denominator
+            monthly[(area_id, measure, month)][0] += numerator
+            monthly[(area_id, measure, month)][1] += denominator
+    keys = sorted(current)
+    await conn.execute(
+        """INSERT INTO stat_current AS c (area_id, parent_id, measure, numerator, denominator)
+           SELECT * FROM unnest($1::int[], $2::int[], $3::text[], $4::bigint[], $5::bigint[])
+           ON CONFLICT (area_id, measure) DO UPDATE
+           SET numerator = c.numerator + excluded.numerator,
+               denominator = c.denominator + excluded.denominator""",
+        [k[0] for k in keys],
+        [current[k][0] for k in keys],
+        [k[1] for k in keys],
+        [current[k][1] for k in keys],
+        [current[k][2] for k in keys],
+    )
+    months = sorted(monthly)
+    await conn.execute(
+        """INSERT INTO stat_delta AS d (area_id, measure, month, numerator, denominator)
+           SELECT * FROM unnest($1::int[], $2::text[], $3::date[], $4::bigint[], $5::bigint[])
+           ON CONFLICT (area_id, measure, month) DO UPDATE
+           SET numerator = d.numerator + excluded.numerator,
+               denominator = d.denominator + excluded.denominator""",
+        [k[0] for k in months],
+        [k[1] for k in months],
+        [k[2] for k in months],
+        [monthly[k][0] for k in months],
+        [monthly[k][1] for k in months],
+    )
+
+
+def accumulate_sql(history: str) -> str:
+    """Add a history query's deltas to the monthly counters of wards and provinces."""
+    return f"""
+    WITH d AS ({history}),
+    l AS (
+        SELECT ward_id AS area_id, month, measure, numerator, denominator FROM d
+        UNION ALL
+        SELECT province_id, month, measure, numerator, denominator FROM d
+    )
+    INSERT INTO stat_delta AS s (area_id, measure, month, numerator, denominator)
+    SELECT area_id, measure, month, sum(numerator), sum(denominator) FROM l GROUP BY 1, 2, 3
+    ON CONFLICT (area_id, measure, month) DO UPDATE
+    SET numerator = s.numerator + excluded.numerator,
+        denominator = s.denominator + excluded.denominator"""
+
+
+CURRENT_FROM_DELTAS = """
+    INSERT INTO stat_current (area_id, parent_id, measure, numerator, denominator)
+    SELECT d.area_id, a.parent_id, d.measure, sum(d.numerator), sum(d.denominator)
+    FROM stat_delta d JOIN area a ON a.id = d.area_id
+    GROUP BY d.area_id, a.parent_id, d.measure"""
+
+
+async def rebuild(
+    conn: asyncpg.Connection, catalog: Catalog, advance: Callable[[str], None] | None = None
+) -> int:
+    """Recompute every counter from the stored submissions, province by province.
+
+    Writers wait (EXCLUSIVE lock) and readers keep seeing the old counters until the commit.
+    Returns the number of households counted.
+    """
+    async with conn.transaction():
+        await conn.execute("LOCK TABLE stat_current, stat_delta IN EXCLUSIVE MODE")
+        await conn.execute("DELETE FROM stat_delta")
+        await conn.execute("DELETE FROM stat_current")
+        provinces = await conn.fetch(
+            "SELECT id, name FROM area WHERE level = 'province' ORDER BY sort_key"
+        )
+        statement = accumulate_sql(catalog.history_by_province)
+        for province in provinces:
+            await conn.execute(statement, province["id"])
+            if advance is not None:
+                advance(province["name"])
+        await conn.execute(CURRENT_FROM_DELTAS)
+        counted: int = await conn.fetchval("SELECT count(*) FROM household")
+    return counted
+
+
+# Reading the counters -------------------------------------------------------------------------
+
+Cells = dict[int, dict[str, Cell]]  # area_id → measure → cell
+
+
+async def current_cells(conn: asyncpg.Connection, area_ids: list[int]) -> Cells:
+    rows = await conn.fetch(
+        """SELECT area_id, measure, numerator, denominator FROM stat_current
+           WHERE area_id = ANY($1::int[])""",
+        area_ids,
+    )
+    found: Cells = {area_id: {} for area_id in area_ids}
+    for r in rows:
+        found[r["area_id"]][r["measure"]] = Cell(r["numerator"], r["denominator"])
+    return found
+
+
+async def current_children(conn: asyncpg.Connection, parent_id: int | None) -> Cells:
+    """Today's counters of every child of an area that has any (provinces for the nation)."""
+    rows = await conn.fetch(
+        """SELECT area_id, measure, numerator, denominator FROM stat_current
+           WHERE parent_id IS NOT DISTINCT FROM $1""",
+        parent_id,
+    )
+    found: Cells = defaultdict(dict)
+    for r in rows:
+        found[r["area_id"]][r["measure"]] = Cell(r["numerator"], r["denominator"])
+    return found
+
+
+class MonthlyDelta(NamedTuple):
+    area_id: int
+    measure: str
+    month: date
+    numerator: int
+    denominator: int
+
+
+async def monthly_deltas(
+    conn: asyncpg.Connection,
+    area_ids: list[int],
+    until: date,
+    measure: str | None = None,
+) -> list[MonthlyDelta]:
+    """Monthly changes of these areas up to ``until`` (inclusive), oldest first."""
+    rows = await conn.fetch(
+        """SELECT area_id, measure, month, numerator, denominator FROM stat_delta
+           WHERE area_id = ANY($1::int[]) AND month <= $2 AND ($3::text IS NULL OR measure = $3)
+           ORDER BY month""",
+        area_ids,
+        until,
+        measure,
+    )
+    return [MonthlyDelta(*r) for r in rows]
+
+
+class AreaRow(NamedTuple):
+    id: int
+    code: str
+    name: str
+    level: str
+    parent_id: int | None
+    province_id: int
+
+
+async def areas_under(conn: asyncpg.Connection, parent_id: int | None) -> list[AreaRow]:
+    """The children of an area (the provinces for the nation), in Vietnamese order."""
+    rows = await conn.fetch(
+        """SELECT id, code, name, level, parent_id, province_id FROM area
+           WHERE scheme = 'vn2025' AND parent_id IS NOT DISTINCT FROM $1
+           ORDER BY sort_key, code""",
+        parent_id,
+    )
+    return [AreaRow(*r) for r in rows]
+
+
+# Targets ------------------------------------------------------------------------------------
+
+NATION = 0  # the key of national targets (their area_id is NULL)
+
+
+async def targets(
+    conn: asyncpg.Connection, area_ids: list[int], year: int
+) -> dict[tuple[int, str], float]:
+    """The latest target not after ``year`` of each (area, indicator) set on these areas
+    (include ``NATION`` for the national defaults)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (coalesce(area_id, 0), indicator)
+                  coalesce(area_id, 0) AS area_id, indicator, value
+           FROM target
+           WHERE coalesce(area_id, 0) = ANY($1::int[]) AND year <= $2
+           ORDER BY coalesce(area_id, 0), indicator, year DESC""",
+        area_ids,
+        year,
+    )
+    return {(r["area_id"], r["indicator"]): float(r["value"]) for r in rows}
+
+
+async def set_target(
+    conn: asyncpg.Connection,
+    *,
+    area_id: int | None,
+    indicator: str,
+    year: int,
+    value: float,
+    user_id: uuid.UUID,
+) -> float | None:
+    """Insert or replace a target; returns the value it replaced, if any."""
+    previous = await conn.fetchval(
+        """SELECT value FROM target
+           WHERE coalesce(area_id, 0) = coalesce($1, 0) AND indicator = $2 AND year = $3
+           FOR UPDATE""",
+        area_id,
+        indicator,
+        year,
+    )
+    if previous is None:
+        await conn.execute(
+            """INSERT INTO target (area_id, indicator, year, value, updated_by)
+               VALUES ($1, $2, $3, $4, $5)""",
+            area_id,
+            indicator,
+            year,
+            value,
+            user_id,
+        )
+        return None
+    await conn.execute(
+        """UPDATE target SET value = $4, updated_by = $5, updated_at = now()
+           WHERE coalesce(area_id, 0) = coalesce($1, 0) AND indicator = $2 AND year = $3""",
+        area_id,
+        indicator,
+        year,
+        value,
+        user_id,
+    )
+    return float(previous)
+
+
+@asynccontextmanager
+async def recounting(
+    conn: asyncpg.Connection, catalog: Catalog, household_ids: list[uuid.UUID]
+) -> AsyncIterator[None]:
+    """Keep the counters right across a change to these households: what they contribute
+    after the change, minus what they contributed before. Use inside a transaction, with
+    the households locked (or new), so the two readings see no one else's change."""
+    before = await household_history(conn, catalog, household_ids)
+    yield
+    after = await household_history(conn, catalog, household_ids)
+    await apply_deltas(conn, difference(after, before))

@@ -1,0 +1,346 @@
+"""Ward statistics against the plan targets: cards, children, series, exports, targets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal, NamedTuple, cast
+
+import asyncpg
+from litestar import Controller, Request, Response, get, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
+from litestar.response import Stream
+from litestar.security.jwt import Token
+
+from api.auth import Principal, Role, requires_role
+from api.errors import Forbidden, NotFound, invalid, problems
+from api.exports import CSV_TYPE, XLSX_TYPE, csv_stream, xlsx_stream
+from api.i18n import N_, negotiate
+from api.indicators import Catalog
+from api.pagination import decode_cursor, encode_cursor
+from api.params import AreaCode, Cursor
+from api.queries import audit
+from api.queries import stats as q
+from api.routes.auth import client_addr
+from api.stats import (
+    Grain,
+    Place,
+    card,
+    children,
+    export_rows,
+    find_place,
+    may_read,
+    parse_period,
+    place_of,
+    sees_exact,
+    series,
+    today,
+)
+from schemas.base import Page
+from schemas.stats import Card, ChildRow, Indicator, NewTarget, Series, Target
+
+READERS: tuple[Role, ...] = ("admin", "province_official", "ward_official", "team_member")
+PeriodText = Annotated[
+    str,
+    Parameter(
+        max_length=10,
+        pattern=r"^[0-9A-Za-z-]+$",
+        description="`current`, a month `2025-07`, a quarter `2025-Q3` or a year `2025`.",
+    ),
+]
+IndicatorCode = Annotated[str, Parameter(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
+ChildLimit = Annotated[int, Parameter(ge=1, le=500, description="Rows per page (1–500).")]
+PUBLIC_CACHE = "public, max-age=300"
+
+
+class StatsAreaNotFound(NotFound):
+    code = "area_not_found"
+    default_detail = N_("No area with this code in your scope.")
+
+
+class ChildCursor(NamedTuple):
+    position: int
+
+
+def _indicator(catalog: Catalog, code: str) -> Indicator:
+    found = catalog.by_code.get(code.upper())
+    if found is None:
+        raise invalid(
+            "indicator",
+            "unknown_indicator",
+            N_("Unknown indicator; use one of %(codes)s."),
+            codes=", ".join(catalog.codes),
+        )
+    return found
+
+
+async def _readable(conn: asyncpg.Connection, principal: Principal, code: str) -> Place:
+    place = await find_place(conn, code)
+    if place is None or not may_read(principal, place):
+        raise StatsAreaNotFound()
+    return place
+
+
+class StatsRoutes(Controller):
+    path = "/stats/areas"
+    tags = ["stats"]
+    guards = [requires_role(*READERS)]
+
+    @get("/{code:str}", responses=problems(401, 403, 404))
+    async def get_area_stats(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        code: FromPath[AreaCode],
+        period: FromQuery[PeriodText] = "current",
+    ) -> Card:
+        """The indicator card of a ward, a province or the nation (`VN`) for a period.
+
+        Each household counts with its latest accepted submission as of the end of the
+        period. Suppressed except for a ward official's or team member's own ward.
+        """
+        language = negotiate(request.headers.get("accept-language"))
+        place = await _readable(conn, request.user, code)
+        return await card(
+            conn,
+            await state.indicators.get(conn),
+            place,
+            parse_period(period, today()),
+            exact=sees_exact(request.user, place),
+            language=language,
+        )
+
+    @get("/{code:str}/children", responses=problems(401, 403, 404))
+    async def list_area_stats_children(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        code: FromPath[AreaCode],
+        indicator: FromQuery[IndicatorCode],
+        period: FromQuery[PeriodText] = "current",
+        sort: FromQuery[Literal["gap", "value", "name"]] = "gap",
+        cursor: FromQuery[Cursor] = None,
+        limit: FromQuery[ChildLimit] = 100,
+    ) -> Page[ChildRow]:
+        """One row per child area (provinces of `VN`, wards of a province) for one indicator.
+
+        `sort=gap` puts the areas furthest behind their target first; suppressed rows last.
+        """
+        language = negotiate(request.headers.get("accept-language"))
+        place = await _readable(conn, request.user, code)
+        catalog = await state.indicators.get(conn)
+        chosen = _indicator(catalog, indicator)
+        rows = await children(conn, catalog, place, chosen, parse_period(period, today()), language)
+        if sort == "gap":
+            rows.sort(key=lambda r: (r[1].gap is None, -(r[1].gap or 0.0)))
+        elif sort == "value":
+            rows.sort(key=lambda r: (r[1].value is None, r[1].value or 0.0))
+        start = (decode_cursor(cursor, ChildCursor) or ChildCursor(0)).position
+        shown = rows[start : start + limit]
+        return Page(
+            items=[
+                ChildRow(area=place_of(kid).public(language), indicator=value)
+                for kid, value in shown
+            ],
+            next_cursor=(
+                encode_cursor(ChildCursor(start + limit)) if start + limit < len(rows) else None
+            ),
+        )
+
+    @get("/{code:str}/series", responses=problems(401, 403, 404))
+    async def get_area_stats_series(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        code: FromPath[AreaCode],
+        indicator: FromQuery[IndicatorCode],
+        grain: FromQuery[Grain] = "month",
+    ) -> Series:
+        """One indicator over the last 24 months (8 quarters, 5 years), oldest first."""
+        language = negotiate(request.headers.get("accept-language"))
+        place = await _readable(conn, request.user, code)
+        catalog = await state.indicators.get(conn)
+        chosen = _indicator(catalog, indicator)
+        points = await series(
+            conn,
+            catalog,
+            place,
+            chosen,
+            grain,
+            exact=sees_exact(request.user, place),
+            language=language,
+            now=today(),
+        )
+        return Series(
+            area=place.public(language),
+            indicator=chosen.code,
+            name=getattr(chosen.name, language),
+            unit=chosen.unit,
+            grain=grain,
+            points=points,
+        )
+
+    @get(
+        "/{code:str}/export.csv",
+        media_type=CSV_TYPE,
+        responses=problems(401, 403, 404),
+    )
+    async def export_area_stats_csv(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        code: FromPath[AreaCode],
+    ) -> Stream:
+        """The last 24 months of the area and every area under it, suppressed, as CSV.
+
+        Headers, names and numbers follow Accept-Language (`vi`: `;` between fields,
+        `75,6 %`). Every export is audited.
+        """
+        return await _export(request, state, conn, code, "csv")
+
+    @get(
+        "/{code:str}/export.xlsx",
+        media_type=XLSX_TYPE,
+        responses=problems(401, 403, 404),
+    )
+    async def export_area_stats_xlsx(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        code: FromPath[AreaCode],
+    ) -> Stream:
+        """The same rows as the CSV export, as an Excel workbook (counts as numbers)."""
+        return await _export(request, state, conn, code, "xlsx")
+
+
+async def _export(
+    request: Request[Principal, Token, Any],
+    state: State,
+    conn: asyncpg.Connection,
+    code: str,
+    kind: Literal["csv", "xlsx"],
+) -> Stream:
+    language = negotiate(request.headers.get("accept-language"))
+    place = await _readable(conn, request.user, code)
+    catalog = await state.indicators.get(conn)
+    await audit.record(
+        conn,
+        "stats.export",
+        "area",
+        place.code,
+        actor_id=request.user.user_id,
+        province_id=place.province_id,
+        client_addr=client_addr(request),
+        detail={"format": kind, "language": language},
+    )
+    pool: asyncpg.Pool = state.pool
+
+    async def rows() -> AsyncIterator[Any]:
+        # The request's connection goes back to the pool when the handler returns; the
+        # stream reads one consistent snapshot on a connection of its own.
+        async with pool.acquire() as proxy:
+            reader = cast(asyncpg.Connection, proxy)
+            async with reader.transaction(isolation="repeatable_read", readonly=True):
+                async for row in export_rows(reader, catalog, place, today()):
+                    yield row
+
+    filename = f"congdongso-{place.code}-{today():%Y%m%d}.{kind}"
+    content = csv_stream(rows(), language) if kind == "csv" else xlsx_stream(rows(), language)
+    return Stream(
+        content,
+        media_type=CSV_TYPE if kind == "csv" else XLSX_TYPE,
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@put(
+    "/targets/{area_code:str}/{indicator:str}",
+    guards=[requires_role("admin", "province_official")],
+    tags=["stats"],
+    responses=problems(401, 403, 404),
+)
+async def set_target(
+    request: Request[Principal, Token, Any],
+    state: State,
+    conn: NamedDependency[asyncpg.Connection],
+    area_code: FromPath[AreaCode],
+    indicator: FromPath[IndicatorCode],
+    data: JSONBody[NewTarget],
+) -> Target:
+    """Set a plan target for an area (`VN`: the national default) and year; audited.
+
+    The nearest area up the hierarchy with a target applies, with its latest year not after
+    the period's. Percent targets are fractions (0.8 = 80 %).
+    """
+    place = await _readable(conn, request.user, area_code)
+    if request.user.role != "admin" and place.level == "nation":
+        raise Forbidden()
+    catalog = await state.indicators.get(conn)
+    chosen = _indicator(catalog, indicator)
+    if chosen.unit == "percent" and data.value > 1:
+        raise invalid(
+            "value", "maximum", N_("A percent target is a fraction between 0 and 1 (0.8 = 80 %).")
+        )
+    async with conn.transaction():
+        previous = await q.set_target(
+            conn,
+            area_id=place.id,
+            indicator=chosen.code,
+            year=data.year,
+            value=data.value,
+            user_id=request.user.user_id,
+        )
+        await audit.record(
+            conn,
+            "target.set",
+            "area",
+            place.code,
+            actor_id=request.user.user_id,
+            province_id=place.province_id,
+            client_addr=client_addr(request),
+            detail={
+                "indicator": chosen.code,
+                "year": data.year,
+                "value": data.value,
+                "previous": previous,
+            },
+        )
+    return Target(area_code=place.code, indicator=chosen.code, year=data.year, value=data.value)
+
+
+@get(
+    "/public/areas/{code:str}/stats",
+    tags=["stats"],
+    responses=problems(404),
+    exclude_from_auth=True,
+)
+async def get_public_area_stats(
+    request: Request[Any, Any, Any],
+    state: State,
+    conn: NamedDependency[asyncpg.Connection],
+    code: FromPath[AreaCode],
+    period: FromQuery[PeriodText] = "current",
+) -> Response[Card]:
+    """Any area's card without signing in: always suppressed, cacheable for 5 minutes."""
+    language = negotiate(request.headers.get("accept-language"))
+    place = await find_place(conn, code)
+    if place is None:
+        raise StatsAreaNotFound()
+    body = await card(
+        conn,
+        await state.indicators.get(conn),
+        place,
+        parse_period(period, today()),
+        exact=False,
+        language=language,
+    )
+    return Response(body, headers={"Cache-Control": PUBLIC_CACHE, "Vary": "Accept-Language"})

@@ -1,0 +1,114 @@
+"""Statistics cards, children tables, series and plan targets."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta
+
+from schemas.base import Schema
+from schemas.surveys import Localized
+
+RuleKey = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+RuleValue = Annotated[str, Meta(pattern=r"^[a-z0-9_]{1,40}$")]
+
+
+class Rule(Schema):
+    """``true``: the boolean answer is true; ``eq``/``in``: the choice is one of ``value``;
+    ``gte``: the number is at least ``value``; ``sum``: add up the number."""
+
+    key: RuleKey
+    op: Literal["true", "eq", "in", "gte", "sum"]
+    value: RuleValue | list[RuleValue] | int | None = None
+
+
+class Indicator(Schema):
+    code: Annotated[str, Meta(pattern=r"^[A-Z][A-Z0-9_]{0,39}$")]
+    name: Localized
+    unit: Literal["percent", "ratio"]
+    subject: Literal["household", "member"]
+    min_age: int | None
+    rule: Rule
+
+
+StatLevel = Literal["nation", "province", "ward"]
+Unit = Literal["percent", "ratio"]
+
+
+class StatArea(Schema):
+    code: str
+    name: str
+    level: StatLevel
+
+
+class Coverage(Schema):
+    """Households surveyed (with a current submission) out of households registered."""
+
+    surveyed: int
+    registered: int
+    value: float | None
+
+
+class IndicatorValue(Schema):
+    """One indicator in one area and period. ``value`` is a fraction (0.756), or a ratio for
+    ``unit: ratio``; ``gap`` is target − value (positive: behind the target). A suppressed cell
+    has no numbers, ``suppressed: true`` and a ``reason`` code with its ``reasonText``."""
+
+    code: str
+    name: str
+    unit: Unit
+    numerator: int | None
+    denominator: int | None
+    value: float | None
+    target: float | None
+    gap: float | None
+    suppressed: bool
+    reason: str | None
+    reason_text: str | None
+
+
+class Card(Schema):
+    area: StatArea
+    period: str
+    coverage: Coverage
+    indicators: list[IndicatorValue]
+
+
+class ChildRow(Schema):
+    area: StatArea
+    indicator: IndicatorValue
+
+
+class SeriesPoint(Schema):
+    period: str
+    numerator: int | None
+    denominator: int | None
+    value: float | None
+    target: float | None
+    gap: float | None
+    suppressed: bool
+    reason: str | None
+    reason_text: str | None
+
+
+class Series(Schema):
+    area: StatArea
+    indicator: str
+    name: str
+    unit: Unit
+    grain: Literal["month", "quarter", "year"]
+    points: list[SeriesPoint]
+
+
+class NewTarget(Schema):
+    """A plan target: a fraction for percent indicators (0.8 = 80 %), a ratio otherwise."""
+
+    year: Annotated[int, Meta(ge=2000, le=2100)]
+    value: Annotated[float, Meta(ge=0, le=100)]
+
+
+class Target(Schema):
+    area_code: str
+    indicator: str
+    year: int
+    value: float
