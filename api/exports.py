@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Final
 from xml.sax.saxutils import escape
 
-from babel.dates import format_skeleton
+from babel.dates import format_date
 from babel.numbers import format_decimal
 from stream_zip import ZIP_32, async_stream_zip
 
@@ -48,8 +48,12 @@ XLSX_TYPE: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.
 CSV_TYPE: Final = "text/csv; charset=utf-8"
 
 
+# Spreadsheets sort "11/2026" (vi) and "Nov 2026" (en) as dates in their own locale.
+MONTH_PATTERNS: Final = {"vi": "MM/yyyy", "en": "MMM yyyy"}
+
+
 def _month(month: date, language: str) -> str:
-    return format_skeleton("yMM", month, locale=FORMAT_LOCALES[language])
+    return format_date(month, MONTH_PATTERNS[language], locale=FORMAT_LOCALES[language])
 
 
 def _amount(value: float, unit: str, language: str) -> str:

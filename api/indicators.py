@@ -40,9 +40,7 @@ async def load_catalog(conn: asyncpg.Connection) -> Catalog:
     rows = await conn.fetch(
         "SELECT code, name, unit, subject, min_age, rule FROM indicator ORDER BY position"
     )
-    return Catalog(
-        [msgspec.convert(row, Indicator, from_attributes=True) for row in rows]
-    )
+    return Catalog([msgspec.convert(row, Indicator, from_attributes=True) for row in rows])
 
 
 def _choice(value: object) -> str:

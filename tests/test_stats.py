@@ -7,9 +7,8 @@ import csv
 import io
 import random
 import tracemalloc
-import uuid
 import zipfile
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
@@ -77,7 +76,7 @@ async def delete_through_resident(client: Client, team: dict[str, str], househol
         "/api/v1/auth/register",
         json={
             "inviteCode": invite.json()["code"],
-            "phone": f"03{random.randint(10_000_000, 99_999_999)}",  # noqa: S311
+            "phone": f"03{random.randint(10_000_000, 99_999_999)}",
             "password": "resident pass",
         },
     )
@@ -183,3 +182,389 @@ async def test_every_indicator_counts_as_computed_by_hand(
     english = await card(client, official, HAC_THANH, **{"Accept-Language": "en"})
     assert english["indicators"][0]["name"] == "Adults owning a smartphone"
     assert body["indicators"][0]["name"] == "Người trưởng thành có điện thoại thông minh"
+
+
+async def counters(db: asyncpg.Connection) -> tuple[list[Any], list[Any]]:
+    current = await db.fetch(
+        """SELECT area_id, parent_id, measure, numerator, denominator FROM stat_current
+           WHERE numerator <> 0 OR denominator <> 0 ORDER BY 1, 3"""
+    )
+    deltas = await db.fetch(
+        """SELECT area_id, measure, month, numerator, denominator FROM stat_delta
+           WHERE numerator <> 0 OR denominator <> 0 ORDER BY 1, 2, 3"""
+    )
+    return [tuple(r) for r in current], [tuple(r) for r in deltas]
+
+
+async def test_rebuild_equals_the_incremental_counters(
+    client: Client, accounts: Accounts, db: asyncpg.Connection
+) -> None:
+    rng = random.Random(411)
+    teams = {ward: await ward_team(accounts, ward) for ward in (HAC_THANH, HAM_RONG, BA_DINH)}
+    heads: dict[str, tuple[str, str, str]] = {}  # household → (ward, head id, collected)
+    for step in range(120):
+        ward = rng.choice(list(teams))
+        team = teams[ward]
+        own = [h for h, (w, _, _) in heads.items() if w == ward]
+        month = rng.randint(1, 34)  # January 2024 … October 2026
+        collected = f"{2024 + (month - 1) // 12}-{(month - 1) % 12 + 1:02d}-15T08:00:00+07:00"
+        people = [
+            member(rng.randint(1940, 2015), smartphone=rng.random() < 0.7,
+                   vneid=rng.choice(["none", "level1", "level2"]),
+                   cloud_accounts=rng.randint(0, 3), digital_signature=rng.random() < 0.3,
+                   epay=rng.random() < 0.6, eps_used=rng.random() < 0.4,
+                   skills_trained=rng.random() < 0.5)
+            for _ in range(rng.randint(1, 5))
+        ]  # fmt: skip
+        answers = {
+            "hh_broadband": rng.choice(["fibre", "other_fixed", "mobile_only", "none"]),
+            "hh_smart_devices": rng.randint(0, 4),
+        }
+        action = rng.random()
+        if own and action < 0.35:  # a re-visit, sometimes with an earlier clock
+            household = rng.choice(own)
+            _, head, _ = heads[household]
+            item = submission(household, people, supersedes=head, collected_at=collected, **answers)
+            await push(client, team, [item])
+            heads[household] = (ward, str(item["id"]), collected)
+        elif own and action < 0.42 and step % 3 == 0:
+            household = rng.choice(own)
+            await delete_through_resident(client, team, household)
+            del heads[household]
+        else:
+            household = await new_household(client, team, ward)
+            if rng.random() < 0.85:
+                item = submission(household, people, collected_at=collected, **answers)
+                await push(client, team, [item])
+                heads[household] = (ward, str(item["id"]), collected)
+    incremental = await counters(db)
+    assert incremental[0], "the mix produced counters"
+    # The province row is the sum of its wards, today and in every month.
+    assert await db.fetchval(
+        """SELECT bool_and(p.numerator = w.numerator AND p.denominator = w.denominator)
+           FROM stat_current p
+           JOIN (SELECT parent_id, measure, sum(numerator) AS numerator,
+                        sum(denominator) AS denominator
+                 FROM stat_current WHERE parent_id IS NOT NULL GROUP BY 1, 2) w
+             ON w.parent_id = p.area_id AND w.measure = p.measure"""
+    )
+    households = await rebuild(db, await load_catalog(db))
+    assert households == await db.fetchval("SELECT count(*) FROM household")
+    assert await counters(db) == incremental
+
+
+async def test_targets_are_inherited_and_overridden(
+    client: Client, accounts: Accounts, db: asyncpg.Connection
+) -> None:
+    province = await accounts.headers(await accounts.create("province_official", THANH_HOA))
+    other = await accounts.headers(await accounts.create("province_official", "01"))
+    ward = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+    admin = await accounts.headers(await accounts.create("admin"))
+
+    def target(body: dict[str, Any], code: str = "ADULT_SMARTPHONE") -> Any:
+        return next(i["target"] for i in body["indicators"] if i["code"] == code)
+
+    assert target(await card(client, ward, HAC_THANH)) == 0.8  # the national default
+    put = await client.put(
+        f"/api/v1/targets/{THANH_HOA}/ADULT_SMARTPHONE",
+        json={"year": 2026, "value": 0.85},
+        headers=province,
+    )
+    assert put.status_code == 200, put.text
+    assert put.json() == {
+        "areaCode": THANH_HOA, "indicator": "ADULT_SMARTPHONE", "year": 2026, "value": 0.85
+    }  # fmt: skip
+    assert target(await card(client, ward, HAC_THANH)) == 0.85  # the province's, inherited
+    assert target(await card(client, ward, HAC_THANH, "2025")) == 0.8  # 2025: still national
+    assert target(await card(client, admin, HAM_RONG)) == 0.85
+    assert target(await card(client, admin, BA_DINH)) == 0.8  # another province
+    ward_put = await client.put(
+        f"/api/v1/targets/{HAC_THANH}/ADULT_SMARTPHONE",
+        json={"year": 2025, "value": 0.9},
+        headers=province,
+    )
+    assert ward_put.status_code == 200
+    assert target(await card(client, ward, HAC_THANH)) == 0.9  # the nearest area wins
+    assert target(await card(client, admin, HAM_RONG)) == 0.85
+    # Audited with the previous value; out of scope is 404; a ward official may not set one.
+    audit = await db.fetch(
+        "SELECT subject_id, detail FROM audit_log WHERE action = 'target.set' ORDER BY id"
+    )
+    assert [(r["subject_id"], r["detail"]["value"]) for r in audit] == [
+        (THANH_HOA, 0.85), (HAC_THANH, 0.9)
+    ]  # fmt: skip
+    again = await client.put(
+        f"/api/v1/targets/{THANH_HOA}/ADULT_SMARTPHONE",
+        json={"year": 2026, "value": 0.95},
+        headers=province,
+    )
+    assert again.status_code == 200
+    assert (await db.fetchval(
+        "SELECT detail FROM audit_log WHERE action = 'target.set' ORDER BY id DESC LIMIT 1"
+    ))["previous"] == 0.85  # fmt: skip
+    assert (
+        await client.put(
+            f"/api/v1/targets/{THANH_HOA}/ADULT_SMARTPHONE",
+            json={"year": 2026, "value": 0.9},
+            headers=other,
+        )
+    ).status_code == 404
+    assert (
+        await client.put(
+            f"/api/v1/targets/{HAC_THANH}/ADULT_SMARTPHONE",
+            json={"year": 2026, "value": 0.9},
+            headers=ward,
+        )
+    ).status_code == 403
+    too_big = await client.put(
+        f"/api/v1/targets/{THANH_HOA}/ADULT_EID",
+        json={"year": 2026, "value": 80},
+        headers={**province, "Accept-Language": "en"},
+    )
+    assert too_big.status_code == 400
+    assert too_big.json()["errors"][0]["field"] == "value"
+    unknown = await client.put(
+        f"/api/v1/targets/{THANH_HOA}/NOPE", json={"year": 2026, "value": 0.5}, headers=province
+    )
+    assert unknown.status_code == 400
+    assert unknown.json()["errors"][0]["code"] == "unknown_indicator"
+    national = await client.put(
+        "/api/v1/targets/VN/ADULT_CLOUD", json={"year": 2026, "value": 1.5}, headers=admin
+    )
+    assert national.status_code == 200
+    assert target(await card(client, ward, HAC_THANH), "ADULT_CLOUD") == 1.5
+
+
+async def survey_ward(
+    client: Client, team: dict[str, str], ward: str, households: int, smartphones: int
+) -> None:
+    """``households`` one-adult households, the first ``smartphones`` with a smartphone."""
+    items = []
+    for index in range(households):
+        household = await new_household(client, team, ward)
+        items.append(
+            submission(household, [member(1980, smartphone=index < smartphones)], collected_at=JULY)
+        )
+    await push(client, team, items)
+
+
+async def test_small_cells_are_suppressed_and_cannot_be_recovered(
+    client: Client, accounts: Accounts
+) -> None:
+    """A province with one suppressed ward: a second ward is hidden too."""
+    wards = {HAC_THANH: (30, 20), HAM_RONG: (3, 2), "14812": (12, 6)}  # Bỉm Sơn
+    for ward, (households, smartphones) in wards.items():
+        await survey_ward(client, await ward_team(accounts, ward), ward, households, smartphones)
+    province = await accounts.headers(await accounts.create("province_official", THANH_HOA))
+    response = await client.get(
+        f"/api/v1/stats/areas/{THANH_HOA}/children",
+        params={"indicator": "ADULT_SMARTPHONE", "limit": 500},
+        headers={**province, "Accept-Language": "en"},
+    )
+    assert response.status_code == 200, response.text
+    rows = {row["area"]["code"]: row["indicator"] for row in response.json()["items"]}
+    assert len(rows) == 166  # every ward of Thanh Hóa, empty ones included
+    assert rows[HAM_RONG]["suppressed"]
+    assert rows[HAM_RONG]["reason"] == "small_denominator"
+    assert rows[HAM_RONG]["value"] is None
+    assert rows[HAM_RONG]["numerator"] is None
+    assert "privacy" in rows[HAM_RONG]["reasonText"]
+    # Hàm Rồng alone would be the province total minus the others: the smallest other is hidden.
+    assert rows["14812"]["suppressed"]
+    assert rows["14812"]["reason"] == "complementary"
+    assert (rows[HAC_THANH]["numerator"], rows[HAC_THANH]["denominator"]) == (20, 30)
+    empty = next(r for code, r in rows.items() if code not in wards)
+    assert (empty["suppressed"], empty["denominator"], empty["value"]) == (False, 0, None)
+    # Sorted by gap: the furthest behind first, hidden and empty rows last.
+    first = response.json()["items"][0]
+    assert first["area"]["code"] == HAC_THANH
+    # The same ward's card agrees with the table for the province official...
+    ham_rong = await card(client, province, HAM_RONG)
+    smartphone = next(i for i in ham_rong["indicators"] if i["code"] == "ADULT_SMARTPHONE")
+    assert smartphone["suppressed"]
+    assert smartphone["reason"] == "small_denominator"
+    dong = await card(client, province, "14812")
+    assert next(i for i in dong["indicators"] if i["code"] == "ADULT_SMARTPHONE")["reason"] == (
+        "complementary"
+    )
+    # ...while the ward's own official works with the exact figures.
+    ward_official = await accounts.headers(await accounts.create("ward_official", HAM_RONG))
+    exact = await card(client, ward_official, HAM_RONG)
+    assert cells(exact)["ADULT_SMARTPHONE"] == (2, 3)
+    # Primary rules: numerator 1–4 and complement 1–4.
+    digsig = {i["code"]: i for i in (await card(client, province, HAC_THANH))["indicators"]}
+    assert digsig["ADULT_SMARTPHONE"]["suppressed"] is False
+    assert digsig["ADULT_EID"]["reason"] is None  # 30 of 30 have level 2: no complement
+    assert digsig["ADULT_DIGSIG"]["numerator"] == 0  # nobody: nothing to protect
+
+
+async def test_public_card_is_suppressed_and_cacheable(client: Client, accounts: Accounts) -> None:
+    team = await ward_team(accounts, HAC_THANH)
+    await survey_ward(client, team, HAC_THANH, 12, 3)
+    response = await client.get(f"/api/v1/public/areas/{HAC_THANH}/stats")
+    assert response.status_code == 200, response.text
+    assert "public" in response.headers["cache-control"]
+    body = response.json()
+    smartphone = next(i for i in body["indicators"] if i["code"] == "ADULT_SMARTPHONE")
+    assert smartphone["suppressed"]
+    assert smartphone["reason"] == "small_numerator"
+    assert body["coverage"]["surveyed"] == 12
+    nation = await client.get("/api/v1/public/areas/VN/stats", headers={"Accept-Language": "en"})
+    assert nation.status_code == 200
+    assert nation.json()["area"] == {"code": "VN", "name": "Viet Nam", "level": "nation"}
+    assert (await client.get("/api/v1/public/areas/99999/stats")).status_code == 404
+
+
+async def test_scope_periods_and_bad_input(client: Client, accounts: Accounts) -> None:
+    ward = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+    other_ward = await accounts.headers(await accounts.create("ward_official", HAM_RONG))
+    assert (await client.get(f"/api/v1/stats/areas/{HAM_RONG}", headers=ward)).status_code == 404
+    assert (await client.get(f"/api/v1/stats/areas/{THANH_HOA}", headers=ward)).status_code == 404
+    assert (await client.get("/api/v1/stats/areas/VN", headers=other_ward)).status_code == 404
+    assert (await client.get(f"/api/v1/stats/areas/{HAC_THANH}")).status_code == 401
+    for period, code in [("2025-13", "format"), ("2019", "minimum"), ("2099-01", "maximum")]:
+        response = await client.get(
+            f"/api/v1/stats/areas/{HAC_THANH}",
+            params={"period": period},
+            headers={**ward, "Accept-Language": "en"},
+        )
+        assert response.status_code == 400, period
+        problem = response.json()
+        assert problem["errors"][0]["field"] == "period"
+        assert problem["errors"][0]["code"] == code
+    vi = await client.get(
+        f"/api/v1/stats/areas/{HAC_THANH}/series", params={"indicator": "X"}, headers=ward
+    )
+    assert vi.status_code == 400
+    assert vi.headers["content-type"].startswith("application/problem+json")
+    assert "Chỉ tiêu" in vi.json()["errors"][0]["message"]
+
+
+async def test_series_follows_each_households_latest_state(
+    client: Client, accounts: Accounts
+) -> None:
+    team = await ward_team(accounts, HAC_THANH)
+    official = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+    now = today()
+    this_month = month_start(now)
+    last_year = this_month.replace(year=this_month.year - 1)
+    household = await new_household(client, team, HAC_THANH)
+    first = submission(
+        household, [member(1980, smartphone=False)],
+        collected_at=f"{last_year:%Y-%m}-05T08:00:00+07:00",
+    )  # fmt: skip
+    await push(client, team, [first])
+    # Re-visited this month (the phone's clock says a month before the first visit: the
+    # re-visit still counts from the first visit's month, never before it).
+    early = last_year.replace(month=1) if last_year.month > 1 else last_year
+    second = submission(
+        household, [member(1980, smartphone=True)], supersedes=first["id"],
+        collected_at=f"{early:%Y-%m}-01T08:00:00+07:00",
+    )  # fmt: skip
+    await push(client, team, [second])
+    response = await client.get(
+        f"/api/v1/stats/areas/{HAC_THANH}/series",
+        params={"indicator": "ADULT_SMARTPHONE", "grain": "month"},
+        headers=official,
+    )
+    assert response.status_code == 200, response.text
+    points = response.json()["points"]
+    assert len(points) == 24
+    assert points[-1]["period"] == f"{this_month:%Y-%m}"
+    by_period = {p["period"]: (p["numerator"], p["denominator"]) for p in points}
+    before = f"{last_year - timedelta(days=1):%Y-%m}"
+    assert by_period[before] == (0, 0)
+    assert by_period[f"{last_year:%Y-%m}"] == (1, 1)  # the re-visit replaced it that month
+    assert by_period[f"{this_month:%Y-%m}"] == (1, 1)
+    quarters = await client.get(
+        f"/api/v1/stats/areas/{HAC_THANH}/series",
+        params={"indicator": "ADULT_SMARTPHONE", "grain": "quarter"},
+        headers=official,
+    )
+    assert len(quarters.json()["points"]) == 8
+
+
+async def test_exports_are_localized_audited_and_suppressed(
+    client: Client, accounts: Accounts, db: asyncpg.Connection
+) -> None:
+    team = await ward_team(accounts, HAC_THANH)
+    await survey_ward(client, team, HAC_THANH, 40, 30)
+    province = await accounts.headers(await accounts.create("province_official", THANH_HOA))
+    vi = await client.get(f"/api/v1/stats/areas/{THANH_HOA}/export.csv", headers=province)
+    assert vi.status_code == 200, vi.text
+    assert vi.headers["content-type"].startswith("text/csv")
+    assert "attachment" in vi.headers["content-disposition"]
+    text = vi.content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+    assert rows[0][:3] == ["Tháng", "Mã địa bàn", "Địa bàn"]
+    assert len(rows) == 1 + (1 + 166) * 9 * 24  # the province and its wards, 24 months
+    mine = [r for r in rows if r[1] == HAC_THANH and r[4] == "ADULT_SMARTPHONE"]
+    assert mine[-1][6:11] == ["30", "40", "75,0\u00a0%", "80,0\u00a0%", "5,0\u00a0%"]
+    assert mine[-1][0] == f"{today():%m/%Y}"
+    assert mine[-1][5] == "Người trưởng thành có điện thoại thông minh"
+    # The province total would give Hạc Thành away if the others were shown: all hidden here
+    # except Hạc Thành, whose siblings are empty (nothing to protect).
+    en = await client.get(
+        f"/api/v1/stats/areas/{THANH_HOA}/export.csv",
+        headers={**province, "Accept-Language": "en"},
+    )
+    en_rows = list(csv.reader(io.StringIO(en.content.decode("utf-8-sig"))))
+    assert en_rows[0][:3] == ["Month", "Area code", "Area"]
+    mine_en = [r for r in en_rows if r[1] == HAC_THANH and r[4] == "ADULT_SMARTPHONE"]
+    assert mine_en[-1][6:11] == ["30", "40", "75.0%", "80.0%", "5.0%"]
+
+    xlsx = await client.get(
+        f"/api/v1/stats/areas/{HAC_THANH}/export.xlsx",
+        headers={**province, "Accept-Language": "en"},
+    )
+    assert xlsx.status_code == 200, xlsx.text
+    with zipfile.ZipFile(io.BytesIO(xlsx.content)) as workbook:
+        assert workbook.testzip() is None
+        sheet = workbook.read("xl/worksheets/sheet1.xml").decode()
+        assert "Adults owning a smartphone" in sheet
+        assert "75.0%" in sheet
+        assert "<v>30</v>" in sheet
+        assert "<v>40</v>" in sheet
+    xlsx_vi = await client.get(f"/api/v1/stats/areas/{HAC_THANH}/export.xlsx", headers=province)
+    with zipfile.ZipFile(io.BytesIO(xlsx_vi.content)) as workbook:
+        sheet = workbook.read("xl/worksheets/sheet1.xml").decode()
+        assert "Chỉ tiêu" in sheet
+        assert "75,0\u00a0%" in sheet
+    audited = await db.fetch(
+        "SELECT subject_id, detail FROM audit_log WHERE action = 'stats.export' ORDER BY id"
+    )
+    assert [(r["subject_id"], r["detail"]["format"]) for r in audited] == [
+        (THANH_HOA, "csv"), (THANH_HOA, "csv"), (HAC_THANH, "xlsx"), (HAC_THANH, "xlsx")
+    ]  # fmt: skip
+
+
+async def test_a_province_export_streams_in_constant_memory(
+    accounts: Accounts, client: Client, db: asyncpg.Connection
+) -> None:
+    team = await ward_team(accounts, HAC_THANH)
+    await survey_ward(client, team, HAC_THANH, 20, 15)
+    catalog = await load_catalog(db)
+    place = await find_place(db, THANH_HOA)
+    assert place is not None
+    produced = 0
+    tracemalloc.start()
+    try:
+        async with db.transaction(isolation="repeatable_read", readonly=True):
+            async for chunk in csv_stream(export_rows(db, catalog, place, today()), "vi"):
+                produced += len(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert produced > 3_000_000  # 36,072 rows of about 100 bytes
+    assert peak < produced / 4, (peak, produced)  # never the whole file, nor all the rows
+
+
+def test_period_points_end_with_the_current_period() -> None:
+    from api.stats import parse_period, period_points
+
+    now = date(2026, 11, 23)
+    assert [p.label for p in period_points("quarter", now)][-2:] == ["2026-Q3", "2026-Q4"]
+    assert period_points("quarter", now)[-1].end == date(2026, 12, 1)
+    assert period_points("year", now)[0].label == "2022"
+    assert parse_period("2026-Q4", now).end == date(2026, 12, 1)
+    assert parse_period("2025", now).end == date(2025, 12, 1)
