@@ -8,6 +8,7 @@ member roster. Every problem becomes a FieldError with a path such as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -96,70 +97,145 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check(question: Question, value: Any, year: int) -> tuple[str, str, dict[str, object]] | None:
-    """The first problem with an answered value, as (code, message, params)."""
+Problem = tuple[str, str, dict[str, object]]  # (code, message id, params)
+Checker = Callable[[Any, int], Problem | None]  # (answer, year of collection) → problem
+
+
+def _type_error(kind: str) -> Problem:
+    return "type", TYPE, {"expected": _EXPECTED[kind]}
+
+
+def _checker(question: Question) -> Checker:
+    """A function checking one answered value of ``question``, built once per version.
+
+    Submissions arrive by the hundred per batch, so the per-answer work is kept to a few
+    comparisons (``type(v) is int`` also refuses booleans, which are ints in Python).
+    """
     if isinstance(question, IntegerQuestion):
-        if not _is_int(value):
-            return "type", TYPE, {"expected": _EXPECTED["integer"]}
-        upper = year if question.max == "collectedYear" else question.max
-        if question.min is not None and value < question.min:
-            return "minimum", MINIMUM, {"limit": question.min}
-        if upper is not None and value > upper:
-            return "maximum", MAXIMUM, {"limit": upper}
-    elif isinstance(question, DecimalQuestion):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return "type", TYPE, {"expected": _EXPECTED["decimal"]}
-        if question.min is not None and value < question.min:
-            return "minimum", MINIMUM, {"limit": question.min}
-        if question.max is not None and value > question.max:
-            return "maximum", MAXIMUM, {"limit": question.max}
-    elif isinstance(question, BooleanQuestion):
-        if not isinstance(value, bool):
-            return "type", TYPE, {"expected": _EXPECTED["boolean"]}
-    elif isinstance(question, TextQuestion):
-        if not isinstance(value, str):
-            return "type", TYPE, {"expected": _EXPECTED["text"]}
-        if "\x00" in value:
-            return "format", CONTROL_CHARACTER, {}
-        if len(value) < question.min_length:
-            return "min_length", MIN_LENGTH, {"limit": question.min_length}
-        if len(value) > question.max_length:
-            return "max_length", MAX_LENGTH, {"limit": question.max_length}
-    elif isinstance(question, DateQuestion):
-        if not isinstance(value, str):
-            return "type", TYPE, {"expected": _EXPECTED["date"]}
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            return "format", DATE_FORMAT, {}
-        if len(value) != 10:
-            return "format", DATE_FORMAT, {}
-        if question.min is not None and day < question.min:
-            return "minimum", MINIMUM, {"limit": question.min.isoformat()}
-        if question.max is not None and day > question.max:
-            return "maximum", MAXIMUM, {"limit": question.max.isoformat()}
-    elif isinstance(question, SingleChoiceQuestion):
-        if not isinstance(value, str):
-            return "type", TYPE, {"expected": _EXPECTED["single_choice"]}
-        if value not in {choice.value for choice in question.choices}:
-            return "choice", CHOICE, {}
-    elif isinstance(question, MultiChoiceQuestion):
-        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-            return "type", TYPE, {"expected": _EXPECTED["multi_choice"]}
-        allowed = {choice.value for choice in question.choices}
-        if any(item not in allowed for item in value):
-            return "choice", CHOICE, {}
-        if len(set(value)) != len(value):
-            return "repeated", REPEATED, {}
-        if len(value) < question.min_selected:
-            return "min_items", MIN_SELECTED, {"limit": question.min_selected}
-        if question.max_selected is not None and len(value) > question.max_selected:
-            return "max_items", MAX_SELECTED, {"limit": question.max_selected}
-    return None
+        low, high = question.min, question.max
+
+        def integer(value: Any, year: int) -> Problem | None:
+            if type(value) is not int:
+                return _type_error("integer")
+            upper = year if high == "collectedYear" else high
+            if low is not None and value < low:
+                return "minimum", MINIMUM, {"limit": low}
+            if upper is not None and value > upper:
+                return "maximum", MAXIMUM, {"limit": upper}
+            return None
+
+        return integer
+    if isinstance(question, DecimalQuestion):
+        dlow, dhigh = question.min, question.max
+
+        def decimal(value: Any, year: int) -> Problem | None:
+            if type(value) not in (int, float):
+                return _type_error("decimal")
+            if dlow is not None and value < dlow:
+                return "minimum", MINIMUM, {"limit": dlow}
+            if dhigh is not None and value > dhigh:
+                return "maximum", MAXIMUM, {"limit": dhigh}
+            return None
+
+        return decimal
+    if isinstance(question, BooleanQuestion):
+        return lambda value, year: None if type(value) is bool else _type_error("boolean")
+    if isinstance(question, TextQuestion):
+        shortest, longest = question.min_length, question.max_length
+
+        def text(value: Any, year: int) -> Problem | None:
+            if type(value) is not str:
+                return _type_error("text")
+            if "\x00" in value:
+                return "format", CONTROL_CHARACTER, {}
+            if len(value) < shortest:
+                return "min_length", MIN_LENGTH, {"limit": shortest}
+            if len(value) > longest:
+                return "max_length", MAX_LENGTH, {"limit": longest}
+            return None
+
+        return text
+    if isinstance(question, DateQuestion):
+        earliest, latest = question.min, question.max
+
+        def day(value: Any, year: int) -> Problem | None:
+            if type(value) is not str:
+                return _type_error("date")
+            try:
+                parsed = date.fromisoformat(value)
+            except ValueError:
+                return "format", DATE_FORMAT, {}
+            if len(value) != 10:
+                return "format", DATE_FORMAT, {}
+            if earliest is not None and parsed < earliest:
+                return "minimum", MINIMUM, {"limit": earliest.isoformat()}
+            if latest is not None and parsed > latest:
+                return "maximum", MAXIMUM, {"limit": latest.isoformat()}
+            return None
+
+        return day
+    if isinstance(question, SingleChoiceQuestion):
+        options = frozenset(choice.value for choice in question.choices)
+
+        def single(value: Any, year: int) -> Problem | None:
+            if type(value) is not str:
+                return _type_error("single_choice")
+            return None if value in options else ("choice", CHOICE, {})
+
+        return single
+    if isinstance(question, MultiChoiceQuestion):
+        allowed = frozenset(choice.value for choice in question.choices)
+        fewest, most = question.min_selected, question.max_selected
+
+        def multi(value: Any, year: int) -> Problem | None:
+            if type(value) is not list or not all(type(item) is str for item in value):
+                return _type_error("multi_choice")
+            if any(item not in allowed for item in value):
+                return "choice", CHOICE, {}
+            if len(set(value)) != len(value):
+                return "repeated", REPEATED, {}
+            if len(value) < fewest:
+                return "min_items", MIN_SELECTED, {"limit": fewest}
+            if most is not None and len(value) > most:
+                return "max_items", MAX_SELECTED, {"limit": most}
+            return None
+
+        return multi
+    return lambda value, year: None  # a note: answers to it are refused before this
+
+
+class _Level:
+    """One level's questions (the household's, or a member's), prepared for checking."""
+
+    def __init__(self, questions: list[Question]) -> None:
+        self.known = frozenset(question.key for question in questions)
+        self.questions = [
+            (question, question.key, question.relevant, _checker(question))
+            for question in questions
+        ]
+        self.conditional = any(question.relevant is not None for question in questions)
+
+
+# Published versions never change: each is prepared once (kept with its definition, so the
+# id stays unique while the entry lives).
+_prepared: dict[int, tuple[SurveyDefinition, _Level, _Level | None]] = {}
+
+
+def _prepare(definition: SurveyDefinition) -> tuple[_Level, _Level | None]:
+    found = _prepared.get(id(definition))
+    if found is None or found[0] is not definition:
+        roster = definition.roster
+        found = (
+            definition,
+            _Level(definition.questions),
+            _Level(roster.questions) if roster is not None else None,
+        )
+        _prepared[id(definition)] = found
+    return found[1], found[2]
 
 
 def _level(
-    questions: list[Question],
+    level: _Level,
     answers: dict[str, Any],
     path: str,
     year: int,
@@ -168,33 +244,31 @@ def _level(
     age_key: str | None = None,
 ) -> None:
     """Check one level (the household, or one member) in question order."""
-    known = {question.key for question in questions}
     for key in answers:
-        if key not in known:
+        if key not in level.known:
             errors.append(FieldError(f"{path}.{key}", "unknown_question", UNKNOWN))
     # Conditions see this level's answers first, then the household's (for members).
-    scope = {**(outer or {}), **answers}
+    scope = {**(outer or {}), **answers} if level.conditional else answers
     age: int | None = None
-    for question in questions:
-        value = answers.get(question.key)
-        field = f"{path}.{question.key}"
-        if question.relevant is not None and not _holds(question.relevant, scope, age):
+    for question, key, relevant, check in level.questions:
+        value = answers.get(key)
+        if relevant is not None and not _holds(relevant, scope, age):
             if value is not None:
-                errors.append(FieldError(field, "not_relevant", NOT_RELEVANT))
+                errors.append(FieldError(f"{path}.{key}", "not_relevant", NOT_RELEVANT))
             continue
         if isinstance(question, NoteQuestion):
             if value is not None:
-                errors.append(FieldError(field, "not_relevant", NO_ANSWER))
+                errors.append(FieldError(f"{path}.{key}", "not_relevant", NO_ANSWER))
             continue
         if value is None:
             if question.required:
-                errors.append(FieldError(field, "required", REQUIRED))
+                errors.append(FieldError(f"{path}.{key}", "required", REQUIRED))
             continue
-        problem = _check(question, value, year)
+        problem = check(value, year)
         if problem is not None:
             code, message, params = problem
-            errors.append(FieldError(field, code, message, params or None))
-        elif question.key == age_key and _is_int(value):
+            errors.append(FieldError(f"{path}.{key}", code, message, params or None))
+        elif key == age_key and type(value) is int:
             age = year - value
 
 
@@ -202,10 +276,11 @@ def validate(definition: SurveyDefinition, submission: NewSubmission) -> list[Fi
     """Every problem of ``submission`` against ``definition`` (empty when it is valid)."""
     errors: list[FieldError] = []
     year = submission.collected_at.year
-    _level(definition.questions, submission.answers, "answers", year, errors)
+    household_level, member_level = _prepare(definition)
+    _level(household_level, submission.answers, "answers", year, errors)
     roster = definition.roster
     members: list[MemberAnswers] = submission.members
-    if roster is None:
+    if roster is None or member_level is None:
         if members:
             errors.append(FieldError("members", "not_relevant", NO_ROSTER))
         return errors
@@ -237,7 +312,7 @@ def validate(definition: SurveyDefinition, submission: NewSubmission) -> list[Fi
     )
     for index, member in enumerate(members):
         _level(
-            roster.questions,
+            member_level,
             member.answers,
             f"members[{index}].answers",
             year,

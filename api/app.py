@@ -32,6 +32,7 @@ from api.routes import (
     surveys,
     sync,
 )
+from api.stats import Places
 
 API_VERSION = "1.0.0"
 
@@ -137,6 +138,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     app.state.settings = settings
     app.state.surveys = SurveyCache()
     app.state.indicators = CatalogCache()
+    app.state.places = Places()
     app.state.jwt_secret = secret
     app.state.metrics = metrics
     app.state.passwords = Passwords(

@@ -50,10 +50,8 @@ def protect(siblings: Mapping[K, Cell], unit: str) -> dict[K, str | None]:
     hidden = [key for key, reason in reasons.items() if reason is not None]
     if len(hidden) == 1:
         # Hide the smallest other non-empty cell: the least information lost.
-        candidates = [
-            key for key, cell in siblings.items() if reasons[key] is None and cell.denominator > 0
-        ]
+        candidates = [key for key, cell in siblings.items() if reasons[key] is None and cell[1] > 0]
         if candidates:
-            chosen = min(candidates, key=lambda key: (siblings[key].denominator, str(key)))
+            chosen = min(candidates, key=lambda key: (siblings[key][1], str(key)))
             reasons[chosen] = "complementary"
     return reasons

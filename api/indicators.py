@@ -73,7 +73,7 @@ def predicate(rule: Rule, answers: str) -> str:
     raise ValueError(f"unknown rule op {rule.op!r}")
 
 
-def _measures(indicators: list[Indicator]) -> str:
+def measures_lateral(indicators: list[Indicator]) -> str:
     """The member aggregates of one submission, and one (measure, numerator, denominator)
     row per indicator built from them."""
     aggregates: list[str] = []
@@ -114,7 +114,7 @@ def history_sql(indicators: list[Indicator], households: str) -> str:
     a household is registered from its creation (or its first visit, if that was earlier)
     and surveyed from its first visit. ``households`` is a fixed filter on ``household h``.
     """
-    lateral = _measures(indicators)
+    lateral = measures_lateral(indicators)
     return f"""
     WITH h AS (
         SELECT h.id, h.ward_id, h.province_id, h.created_at FROM household h WHERE {households}

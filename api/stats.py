@@ -24,8 +24,7 @@ from api.errors import invalid
 from api.i18n import N_, translate
 from api.indicators import COVERAGE, TIME_ZONE, Catalog
 from api.queries import stats as q
-from api.queries.areas import get_area
-from api.queries.stats import EMPTY, AreaRow, Cell, MonthlyDelta
+from api.queries.stats import EMPTY, Cell, MonthlyDelta
 from schemas.stats import Card, Coverage, Indicator, IndicatorValue, SeriesPoint, StatArea
 
 NATION_CODE: Final = "VN"
@@ -134,19 +133,33 @@ class Place:
 NATION: Final = Place(None, NATION_CODE, NATION_NAME, "nation", None, None)
 
 
-def place_of(row: AreaRow) -> Place:
-    level: Literal["province", "ward"] = "province" if row.level == "province" else "ward"
-    return Place(row.id, row.code, row.name, level, row.parent_id, row.province_id)
+class Places:
+    """Provinces and wards come from migrations and never change while the app runs, so
+    each process reads them once (3,355 rows) instead of once per card."""
 
+    def __init__(self) -> None:
+        self._by_code: dict[str, Place] = {}
+        self._children: dict[int | None, list[Place]] = {}
 
-async def find_place(conn: asyncpg.Connection, code: str) -> Place | None:
-    if code.upper() == NATION_CODE:
-        return NATION
-    area = await get_area(conn, code)
-    if area is None or area.level not in ("province", "ward"):
-        return None
-    level: Literal["province", "ward"] = "province" if area.level == "province" else "ward"
-    return Place(area.id, area.code, area.name, level, area.parent_id, area.province_id)
+    async def _load(self, conn: asyncpg.Connection) -> None:
+        if self._by_code:
+            return
+        for row in await q.areas(conn):
+            level: Literal["province", "ward"] = "province" if row.level == "province" else "ward"
+            place = Place(row.id, row.code, row.name, level, row.parent_id, row.province_id)
+            self._by_code[place.code] = place
+            self._children.setdefault(place.parent_id, []).append(place)
+
+    async def find(self, conn: asyncpg.Connection, code: str) -> Place | None:
+        if code.upper() == NATION_CODE:
+            return NATION
+        await self._load(conn)
+        return self._by_code.get(code)
+
+    async def children(self, conn: asyncpg.Connection, parent_id: int | None) -> list[Place]:
+        """In Vietnamese order; the provinces for the nation (None)."""
+        await self._load(conn)
+        return self._children.get(parent_id, [])
 
 
 def may_read(principal: Principal, place: Place) -> bool:
@@ -182,9 +195,7 @@ def cumulate(deltas: list[MonthlyDelta], ends: list[date]) -> dict[tuple[int, st
             delta = deltas[position]
             key = (delta.area_id, delta.measure)
             before = running.get(key, EMPTY)
-            running[key] = Cell(
-                before.numerator + delta.numerator, before.denominator + delta.denominator
-            )
+            running[key] = (before[0] + delta.numerator, before[1] + delta.denominator)
             position += 1
         for key, cell in running.items():
             found.setdefault(key, [EMPTY] * len(ends))[index] = cell
@@ -196,33 +207,22 @@ def total(cells: Iterable[dict[str, Cell]]) -> dict[str, Cell]:
     for area_cells in cells:
         for measure, cell in area_cells.items():
             before = summed[measure]
-            summed[measure] = Cell(
-                before.numerator + cell.numerator, before.denominator + cell.denominator
-            )
+            summed[measure] = (before[0] + cell[0], before[1] + cell[1])
     return dict(summed)
 
 
 async def cells_at(
-    conn: asyncpg.Connection, area_ids: list[int], period: Period
-) -> dict[int, dict[str, Cell]]:
-    """Counters of these areas at the end of ``period`` (today's for current)."""
+    conn: asyncpg.Connection, area_ids: list[int], period: Period, target_areas: list[int]
+) -> tuple[q.Cells, q.Targets]:
+    """Counters of these areas at the end of ``period`` (today's for current), and the
+    targets set on ``target_areas`` for the period's year."""
     if period.end is None:
-        return await q.current_cells(conn, area_ids)
+        return await q.current_with_targets(conn, area_ids, target_areas, period.year)
     by_key = cumulate(await q.monthly_deltas(conn, area_ids, period.end), [period.end])
-    found: dict[int, dict[str, Cell]] = {area_id: {} for area_id in area_ids}
+    found: q.Cells = {area_id: {} for area_id in area_ids}
     for (area_id, measure), cells in by_key.items():
         found[area_id][measure] = cells[0]
-    return found
-
-
-async def sibling_cells(
-    conn: asyncpg.Connection, parent_id: int | None, period: Period
-) -> dict[int, dict[str, Cell]]:
-    """The counters of every child of ``parent_id`` (provinces for None), at ``period``."""
-    if period.end is None:
-        found = await q.current_children(conn, parent_id)
-        return {area.id: found.get(area.id, {}) for area in await q.areas_under(conn, parent_id)}
-    return await cells_at(conn, [a.id for a in await q.areas_under(conn, parent_id)], period)
+    return found, await q.targets(conn, target_areas, period.year)
 
 
 # Building responses -------------------------------------------------------------------------
@@ -250,13 +250,14 @@ def indicator_value(
             reason=reason,
             reason_text=translate(language, REASONS[reason]),
         )
-    value = cell.numerator / cell.denominator if cell.denominator else None
+    numerator, denominator = cell
+    value = numerator / denominator if denominator else None
     return IndicatorValue(
         code=indicator.code,
         name=name,
         unit=indicator.unit,
-        numerator=cell.numerator,
-        denominator=cell.denominator,
+        numerator=numerator,
+        denominator=denominator,
         value=rounded(value),
         target=target,
         gap=rounded(target - value) if target is not None and value is not None else None,
@@ -287,30 +288,35 @@ def coverage_of(cells: dict[str, Cell]) -> Coverage:
 async def card(
     conn: asyncpg.Connection,
     catalog: Catalog,
+    places: Places,
     place: Place,
     period: Period,
     *,
     exact: bool,
     language: str,
 ) -> Card:
-    siblings: dict[int, dict[str, Cell]] | None = None
+    """One round trip for today's card: the counters it needs and the targets."""
+    siblings: q.Cells | None = None
     if place.id is None:
-        own = total((await sibling_cells(conn, None, period)).values())
+        provinces = [p.id for p in await places.children(conn, None) if p.id is not None]
+        found_cells, found = await cells_at(conn, provinces, period, place.chain)
+        own = total(found_cells.values())
     elif exact:
-        own = (await cells_at(conn, [place.id], period))[place.id]
+        found_cells, found = await cells_at(conn, [place.id], period, place.chain)
+        own = found_cells.get(place.id, {})
     else:
-        siblings = await sibling_cells(conn, place.parent_id, period)
+        group = [p.id for p in await places.children(conn, place.parent_id) if p.id is not None]
+        siblings, found = await cells_at(conn, group, period, place.chain)
         own = siblings.get(place.id, {})
-    found = await q.targets(conn, place.chain, period.year)
     values = []
     for indicator in catalog.indicators:
         cell = own.get(indicator.code, EMPTY)
         reason = None
         if siblings is not None and place.id is not None:
-            group = {
+            column = {
                 area_id: cells.get(indicator.code, EMPTY) for area_id, cells in siblings.items()
             }
-            reason = protect(group, indicator.unit)[place.id]
+            reason = protect(column, indicator.unit)[place.id]
         elif not exact:
             reason = protect({0: cell}, indicator.unit)[0]
         target = nearest_target(found, place.chain, indicator.code)
@@ -325,25 +331,23 @@ async def card(
 
 async def children(
     conn: asyncpg.Connection,
-    catalog: Catalog,
+    places: Places,
     place: Place,
     indicator: Indicator,
     period: Period,
     language: str,
-) -> list[tuple[AreaRow, IndicatorValue]]:
+) -> list[tuple[Place, IndicatorValue]]:
     """Every child of ``place`` (always suppressed: it is a comparison across areas)."""
     if place.level == "ward":
         return []
-    kids = await q.areas_under(conn, place.id)
-    if period.end is None:
-        found_cells = await q.current_children(conn, place.id)
-    else:
-        found_cells = await cells_at(conn, [kid.id for kid in kids], period)
-    group = {kid.id: found_cells.get(kid.id, {}).get(indicator.code, EMPTY) for kid in kids}
+    kids = [kid for kid in await places.children(conn, place.id) if kid.id is not None]
+    ids = [kid.id for kid in kids if kid.id is not None]
+    found_cells, found = await cells_at(conn, ids, period, ids + place.chain)
+    group = {area_id: found_cells.get(area_id, {}).get(indicator.code, EMPTY) for area_id in ids}
     reasons = protect(group, indicator.unit)
-    found = await q.targets(conn, [kid.id for kid in kids] + place.chain, period.year)
     rows = []
     for kid in kids:
+        assert kid.id is not None
         target = nearest_target(found, [kid.id, *place.chain], indicator.code)
         rows.append(
             (kid, indicator_value(indicator, group[kid.id], target, reasons[kid.id], language))
@@ -353,7 +357,7 @@ async def children(
 
 async def series(
     conn: asyncpg.Connection,
-    catalog: Catalog,
+    places: Places,
     place: Place,
     indicator: Indicator,
     grain: Grain,
@@ -366,11 +370,11 @@ async def series(
     ends = [p.end for p in points if p.end is not None]
     last = ends[-1]
     if place.id is None:
-        area_ids = [a.id for a in await q.areas_under(conn, None)]
+        area_ids = [p.id for p in await places.children(conn, None) if p.id is not None]
     elif exact:
         area_ids = [place.id]
     else:
-        area_ids = [a.id for a in await q.areas_under(conn, place.parent_id)]
+        area_ids = [p.id for p in await places.children(conn, place.parent_id) if p.id is not None]
     deltas = await q.monthly_deltas(conn, area_ids, last, indicator.code)
     by_area = {
         area_id: cells for (area_id, _), cells in cumulate(deltas, ends).items()
@@ -453,14 +457,14 @@ async def _group_rows(
 
 
 async def export_rows(
-    conn: asyncpg.Connection, catalog: Catalog, place: Place, now: date
+    conn: asyncpg.Connection, catalog: Catalog, places: Places, place: Place, now: date
 ) -> AsyncIterator[ExportRow]:
     """The last 24 months of ``place`` and every area under it, always suppressed.
 
     Memory holds one province's wards at a time, whatever the size of the country.
     """
     ends = [add_months(month_start(now), -back) for back in range(EXPORT_MONTHS - 1, -1, -1)]
-    provinces = [place_of(row) for row in await q.areas_under(conn, None)]
+    provinces = await places.children(conn, None)
     province_ids = [p.id for p in provinces if p.id is not None]
     if place.level == "nation":
         deltas = await q.monthly_deltas(conn, province_ids, ends[-1])
@@ -477,7 +481,7 @@ async def export_rows(
                 yield ExportRow(end, place, indicator, cell, target, reason)
     if place.level == "ward":
         assert place.parent_id is not None
-        siblings = [a.id for a in await q.areas_under(conn, place.parent_id)]
+        siblings = [p.id for p in await places.children(conn, place.parent_id) if p.id is not None]
         async for row in _group_rows(
             conn, catalog, [place], siblings, ends, [place.parent_id, q.NATION]
         ):
@@ -488,7 +492,7 @@ async def export_rows(
         assert province.id is not None
         async for row in _group_rows(conn, catalog, [province], province_ids, ends, [q.NATION]):
             yield row
-        wards = [place_of(row) for row in await q.areas_under(conn, province.id)]
+        wards = await places.children(conn, province.id)
         async for row in _group_rows(
             conn,
             catalog,

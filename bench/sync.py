@@ -43,7 +43,7 @@ COLLECTED_AT = datetime.fromisoformat(COLLECTED)
 SUBMISSION_COLUMNS = [
     "id", "household_id", "survey_id", "survey_version", "province_id", "ward_id",
     "collected_at", "submitted_by", "notice_version", "supersedes", "answers", "members",
-    "content_hash",
+    "content_hash", "counted_at",
 ]  # fmt: skip
 
 
@@ -94,6 +94,7 @@ def record(item: dict[str, Any], area: asyncpg.Record, user_id: uuid.UUID) -> tu
         item["answers"],
         item["members"],  # stored as the API takes them (msgspec.to_builtins: camelCase)
         hashlib.blake2b(item["id"].encode(), digest_size=16).digest(),
+        COLLECTED_AT,  # counted from its collection: a first visit
     )
 
 

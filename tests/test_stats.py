@@ -19,7 +19,7 @@ from litestar.testing import AsyncTestClient
 from api.exports import csv_stream
 from api.indicators import load_catalog
 from api.queries.stats import rebuild
-from api.stats import export_rows, find_place, month_start, today
+from api.stats import Places, export_rows, month_start, today
 from tests.conftest import (
     BA_DINH,
     HAC_THANH,
@@ -544,13 +544,14 @@ async def test_a_province_export_streams_in_constant_memory(
     team = await ward_team(accounts, HAC_THANH)
     await survey_ward(client, team, HAC_THANH, 20, 15)
     catalog = await load_catalog(db)
-    place = await find_place(db, THANH_HOA)
+    places = Places()
+    place = await places.find(db, THANH_HOA)
     assert place is not None
     produced = 0
     tracemalloc.start()
     try:
         async with db.transaction(isolation="repeatable_read", readonly=True):
-            async for chunk in csv_stream(export_rows(db, catalog, place, today()), "vi"):
+            async for chunk in csv_stream(export_rows(db, catalog, places, place, today()), "vi"):
                 produced += len(chunk)
         _, peak = tracemalloc.get_traced_memory()
     finally:

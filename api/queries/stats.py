@@ -18,12 +18,9 @@ DeltaKey = tuple[int, int, date, str]  # ward_id, province_id, month, measure
 Deltas = dict[DeltaKey, tuple[int, int]]  # → (numerator, denominator)
 
 
-class Cell(NamedTuple):
-    numerator: int
-    denominator: int
-
-
-EMPTY = Cell(0, 0)
+# (numerator, denominator): a plain tuple, as cards build thousands of them per request.
+Cell = tuple[int, int]
+EMPTY: Cell = (0, 0)
 
 
 # Keeping the counters -----------------------------------------------------------------------
@@ -154,29 +151,35 @@ async def rebuild(
 Cells = dict[int, dict[str, Cell]]  # area_id → measure → cell
 
 
-async def current_cells(conn: asyncpg.Connection, area_ids: list[int]) -> Cells:
+Targets = dict[tuple[int, str], float]  # (area_id or NATION, indicator) → target
+
+
+async def current_with_targets(
+    conn: asyncpg.Connection, area_ids: list[int], target_areas: list[int], year: int
+) -> tuple[Cells, Targets]:
+    """Today's counters of these areas and the targets set on ``target_areas`` (see
+    :func:`targets`), in one round trip: this is the path of every card."""
     rows = await conn.fetch(
-        """SELECT area_id, measure, numerator, denominator FROM stat_current
-           WHERE area_id = ANY($1::int[])""",
+        """SELECT area_id, measure, numerator, denominator, NULL::numeric AS value
+           FROM stat_current WHERE area_id = ANY($1::int[])
+           UNION ALL
+           (SELECT DISTINCT ON (coalesce(area_id, 0), indicator)
+                   coalesce(area_id, 0), indicator, NULL, NULL, value
+            FROM target
+            WHERE coalesce(area_id, 0) = ANY($2::int[]) AND year <= $3
+            ORDER BY coalesce(area_id, 0), indicator, year DESC)""",
         area_ids,
+        target_areas,
+        year,
     )
-    found: Cells = {area_id: {} for area_id in area_ids}
-    for r in rows:
-        found[r["area_id"]][r["measure"]] = Cell(r["numerator"], r["denominator"])
-    return found
-
-
-async def current_children(conn: asyncpg.Connection, parent_id: int | None) -> Cells:
-    """Today's counters of every child of an area that has any (provinces for the nation)."""
-    rows = await conn.fetch(
-        """SELECT area_id, measure, numerator, denominator FROM stat_current
-           WHERE parent_id IS NOT DISTINCT FROM $1""",
-        parent_id,
-    )
-    found: Cells = defaultdict(dict)
-    for r in rows:
-        found[r["area_id"]][r["measure"]] = Cell(r["numerator"], r["denominator"])
-    return found
+    cells: Cells = {area_id: {} for area_id in area_ids}
+    found: Targets = {}
+    for area_id, measure, numerator, denominator, value in rows:
+        if value is None:
+            cells[area_id][measure] = (numerator, denominator)
+        else:
+            found[(area_id, measure)] = float(value)
+    return cells, found
 
 
 class MonthlyDelta(NamedTuple):
@@ -214,13 +217,11 @@ class AreaRow(NamedTuple):
     province_id: int
 
 
-async def areas_under(conn: asyncpg.Connection, parent_id: int | None) -> list[AreaRow]:
-    """The children of an area (the provinces for the nation), in Vietnamese order."""
+async def areas(conn: asyncpg.Connection) -> list[AreaRow]:
+    """Every province and ward, in Vietnamese order."""
     rows = await conn.fetch(
         """SELECT id, code, name, level, parent_id, province_id FROM area
-           WHERE scheme = 'vn2025' AND parent_id IS NOT DISTINCT FROM $1
-           ORDER BY sort_key, code""",
-        parent_id,
+           WHERE scheme = 'vn2025' ORDER BY sort_key, code"""
     )
     return [AreaRow(*r) for r in rows]
 
@@ -230,9 +231,7 @@ async def areas_under(conn: asyncpg.Connection, parent_id: int | None) -> list[A
 NATION = 0  # the key of national targets (their area_id is NULL)
 
 
-async def targets(
-    conn: asyncpg.Connection, area_ids: list[int], year: int
-) -> dict[tuple[int, str], float]:
+async def targets(conn: asyncpg.Connection, area_ids: list[int], year: int) -> Targets:
     """The latest target not after ``year`` of each (area, indicator) set on these areas
     (include ``NATION`` for the national defaults)."""
     rows = await conn.fetch(

@@ -26,13 +26,12 @@ from api.routes.auth import client_addr
 from api.stats import (
     Grain,
     Place,
+    Places,
     card,
     children,
     export_rows,
-    find_place,
     may_read,
     parse_period,
-    place_of,
     sees_exact,
     series,
     today,
@@ -75,8 +74,10 @@ def _indicator(catalog: Catalog, code: str) -> Indicator:
     return found
 
 
-async def _readable(conn: asyncpg.Connection, principal: Principal, code: str) -> Place:
-    place = await find_place(conn, code)
+async def _readable(
+    conn: asyncpg.Connection, places: Places, principal: Principal, code: str
+) -> Place:
+    place = await places.find(conn, code)
     if place is None or not may_read(principal, place):
         raise StatsAreaNotFound()
     return place
@@ -102,10 +103,11 @@ class StatsRoutes(Controller):
         period. Suppressed except for a ward official's or team member's own ward.
         """
         language = negotiate(request.headers.get("accept-language"))
-        place = await _readable(conn, request.user, code)
+        place = await _readable(conn, state.places, request.user, code)
         return await card(
             conn,
             await state.indicators.get(conn),
+            state.places,
             place,
             parse_period(period, today()),
             exact=sees_exact(request.user, place),
@@ -130,10 +132,12 @@ class StatsRoutes(Controller):
         `sort=gap` puts the areas furthest behind their target first; suppressed rows last.
         """
         language = negotiate(request.headers.get("accept-language"))
-        place = await _readable(conn, request.user, code)
+        place = await _readable(conn, state.places, request.user, code)
         catalog = await state.indicators.get(conn)
         chosen = _indicator(catalog, indicator)
-        rows = await children(conn, catalog, place, chosen, parse_period(period, today()), language)
+        rows = await children(
+            conn, state.places, place, chosen, parse_period(period, today()), language
+        )
         if sort == "gap":
             rows.sort(key=lambda r: (r[1].gap is None, -(r[1].gap or 0.0)))
         elif sort == "value":
@@ -141,10 +145,7 @@ class StatsRoutes(Controller):
         start = (decode_cursor(cursor, ChildCursor) or ChildCursor(0)).position
         shown = rows[start : start + limit]
         return Page(
-            items=[
-                ChildRow(area=place_of(kid).public(language), indicator=value)
-                for kid, value in shown
-            ],
+            items=[ChildRow(area=kid.public(language), indicator=value) for kid, value in shown],
             next_cursor=(
                 encode_cursor(ChildCursor(start + limit)) if start + limit < len(rows) else None
             ),
@@ -162,12 +163,12 @@ class StatsRoutes(Controller):
     ) -> Series:
         """One indicator over the last 24 months (8 quarters, 5 years), oldest first."""
         language = negotiate(request.headers.get("accept-language"))
-        place = await _readable(conn, request.user, code)
+        place = await _readable(conn, state.places, request.user, code)
         catalog = await state.indicators.get(conn)
         chosen = _indicator(catalog, indicator)
         points = await series(
             conn,
-            catalog,
+            state.places,
             place,
             chosen,
             grain,
@@ -227,7 +228,7 @@ async def _export(
     kind: Literal["csv", "xlsx"],
 ) -> Stream:
     language = negotiate(request.headers.get("accept-language"))
-    place = await _readable(conn, request.user, code)
+    place = await _readable(conn, state.places, request.user, code)
     catalog = await state.indicators.get(conn)
     await audit.record(
         conn,
@@ -240,6 +241,7 @@ async def _export(
         detail={"format": kind, "language": language},
     )
     pool: asyncpg.Pool = state.pool
+    places: Places = state.places
 
     async def rows() -> AsyncIterator[Any]:
         # The request's connection goes back to the pool when the handler returns; the
@@ -247,7 +249,7 @@ async def _export(
         async with pool.acquire() as proxy:
             reader = cast(asyncpg.Connection, proxy)
             async with reader.transaction(isolation="repeatable_read", readonly=True):
-                async for row in export_rows(reader, catalog, place, today()):
+                async for row in export_rows(reader, catalog, places, place, today()):
                     yield row
 
     filename = f"congdongso-{place.code}-{today():%Y%m%d}.{kind}"
@@ -281,7 +283,7 @@ async def set_target(
     The nearest area up the hierarchy with a target applies, with its latest year not after
     the period's. Percent targets are fractions (0.8 = 80 %).
     """
-    place = await _readable(conn, request.user, area_code)
+    place = await _readable(conn, state.places, request.user, area_code)
     if request.user.role != "admin" and place.level == "nation":
         raise Forbidden()
     catalog = await state.indicators.get(conn)
@@ -332,12 +334,13 @@ async def get_public_area_stats(
 ) -> Response[Card]:
     """Any area's card without signing in: always suppressed, cacheable for 5 minutes."""
     language = negotiate(request.headers.get("accept-language"))
-    place = await find_place(conn, code)
+    place = await state.places.find(conn, code)
     if place is None:
         raise StatsAreaNotFound()
     body = await card(
         conn,
         await state.indicators.get(conn),
+        state.places,
         place,
         parse_period(period, today()),
         exact=False,
