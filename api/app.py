@@ -18,9 +18,20 @@ from api.config import Settings, jwt_secret, settings_from_env
 from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
 from api.ingest import SurveyCache
+from api.learning import ModuleCache
 from api.metrics import Metrics
 from api.passwords import Passwords
-from api.routes import accounts, areas, auth, health, households, residents, surveys, sync
+from api.routes import (
+    accounts,
+    areas,
+    auth,
+    health,
+    households,
+    modules,
+    residents,
+    surveys,
+    sync,
+)
 
 API_VERSION = "1.0.0"
 
@@ -77,6 +88,9 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             residents.create_invite,
             residents.my_household,
             residents.delete_my_household,
+            modules.ModuleRoutes,
+            modules.get_area_learning,
+            modules.list_recommended_modules,
         ],
     )
     app = Litestar(
@@ -111,6 +125,10 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
                 Tag(name="households", description="Households registered by ward teams"),
                 Tag(name="sync", description="Offline sync and submissions"),
                 Tag(name="residents", description="Invites, registration, a resident's data"),
+                Tag(
+                    name="learning",
+                    description="Digital-literacy modules, quizzes, progress and statistics",
+                ),
                 Tag(name="operations", description="Health, readiness and metrics"),
             ],
         ),
@@ -119,6 +137,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     )
     app.state.settings = settings
     app.state.surveys = SurveyCache()
+    app.state.modules = ModuleCache()
     app.state.jwt_secret = secret
     app.state.metrics = metrics
     app.state.passwords = Passwords(
