@@ -122,7 +122,7 @@ async def test_module_in_both_languages_without_answers_and_with_etag(
     assert en.json()["language"] == "en"
     body = en.json()
     assert body["version"] == 1
-    assert [lesson["id"] for lesson in body["lessons"]][0] == "level1-vs-level2"
+    assert body["lessons"][0]["id"] == "level1-vs-level2"
     question = body["quiz"]["questions"][1]
     assert set(question) == {"id", "kind", "prompt", "choices"}
     assert all(set(choice) == {"id", "label"} for choice in question["choices"])
