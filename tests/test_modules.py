@@ -459,6 +459,9 @@ async def test_authors_create_modules_and_others_cannot(
         "/api/v1/modules", json={"code": "mine", "definition": definition}, headers=team
     )
     assert forbidden.status_code == 403
+    # Officials above the ward author modules but do not take quizzes (no ward to count in).
+    quiz = await attempt(client, official, uuid.UUID(module), {"q1": ["a"]})
+    assert quiz.status_code == 403
 
 
 async def _resident_of(client: Client, team: dict[str, str], household: str) -> dict[str, str]:
