@@ -19,6 +19,7 @@ from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
 from api.indicators import CatalogCache
 from api.ingest import SurveyCache
+from api.learning import ModuleCache
 from api.metrics import Metrics
 from api.passwords import Passwords
 from api.routes import (
@@ -27,6 +28,7 @@ from api.routes import (
     auth,
     health,
     households,
+    modules,
     residents,
     stats,
     surveys,
@@ -94,6 +96,9 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             residents.delete_my_household,
             stats.StatsRoutes,
             stats.set_target,
+            modules.ModuleRoutes,
+            modules.get_area_learning,
+            modules.list_recommended_modules,
         ],
     )
     app = Litestar(
@@ -129,6 +134,10 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
                 Tag(name="sync", description="Offline sync and submissions"),
                 Tag(name="residents", description="Invites, registration, a resident's data"),
                 Tag(name="stats", description="Ward statistics against the plan targets"),
+                Tag(
+                    name="learning",
+                    description="Digital-literacy modules, quizzes, progress and statistics",
+                ),
                 Tag(name="operations", description="Health, readiness and metrics"),
             ],
         ),
@@ -139,6 +148,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     app.state.surveys = SurveyCache()
     app.state.indicators = CatalogCache()
     app.state.places = Places()
+    app.state.modules = ModuleCache()
     app.state.jwt_secret = secret
     app.state.metrics = metrics
     app.state.passwords = Passwords(

@@ -41,7 +41,7 @@ class Target:
 @dataclass(frozen=True)
 class LoadResult:
     requests: int  # completed (any status)
-    errors: int  # non-2xx responses and failed connections
+    errors: int  # non-2xx responses (but 304) and failed connections
     seconds: float
     latencies: list[float]  # seconds, sorted
     client_cpu: float  # this process's CPU time / wall time (1.0 = one core busy)
@@ -140,7 +140,7 @@ async def _connection(target: Target, payload: bytes, run: _Run) -> None:
                 writer = None
                 continue
             run.latencies.append(clock() - started)
-            if not 200 <= status < 300:
+            if not (200 <= status < 300 or status == 304):  # 304: a successful revalidation
                 run.errors += 1
             if close:
                 writer.close()

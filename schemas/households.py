@@ -10,6 +10,7 @@ from msgspec import Meta
 
 from schemas.base import NO_NUL, Label, Password, Phone, Schema
 from schemas.errors import FieldProblem
+from schemas.modules import Module
 from schemas.surveys import Key, SurveyVersion
 
 # An answer: a number, true/false, a text, a date ("2025-07-01") or the list of values of a
@@ -64,12 +65,19 @@ class ItemResult(Schema, omit_defaults=True):
     errors: list[FieldProblem] | None = None
     # The household's current submission after this item (for conflicts: what to supersede).
     current_submission_id: uuid.UUID | None = None
+    # A quiz attempt's result (attempts only).
+    score: float | None = None
+    passed: bool | None = None
 
 
 class SyncPush(Schema):
-    """Up to 500 submissions; each is checked on its own (see the NewSubmission schema)."""
+    """Up to 500 items in all, each checked on its own: submissions (see NewSubmission),
+    lesson progress (PushProgress) and quiz attempts (PushAttempt). Results come in that
+    order: every submission, then every progress item, then every attempt."""
 
     submissions: Annotated[list[dict[str, Any]], Meta(max_length=PUSH_LIMIT)] = []
+    progress: Annotated[list[dict[str, Any]], Meta(max_length=PUSH_LIMIT)] = []
+    attempts: Annotated[list[dict[str, Any]], Meta(max_length=PUSH_LIMIT)] = []
 
 
 class PushResults(Schema):
@@ -117,6 +125,8 @@ class SyncPull(Schema):
     survey_versions: list[SurveyVersion]
     households: list[HouseholdState]
     deleted_households: list[uuid.UUID]
+    # Published module versions, in the caller's language (as GET /modules/{id}).
+    modules: list[Module] = []
 
 
 class NewInvite(Schema):

@@ -1,4 +1,4 @@
-"""The change stream an offline client pulls: households, deletions and survey versions.
+"""The change stream an offline client pulls: households, deletions, survey and module versions.
 
 Rows carry the transaction id (xid8) that last wrote them. A window [low, high) is read with
 ``high`` = the oldest transaction still running at the first page's snapshot, so every row
@@ -12,7 +12,7 @@ import uuid
 import asyncpg
 import msgspec
 
-HOUSEHOLD, DELETION, SURVEY_VERSION = 1, 2, 0
+HOUSEHOLD, DELETION, SURVEY_VERSION, MODULE_VERSION = 1, 2, 0, 3
 
 
 class Change(msgspec.Struct, frozen=True, array_like=True):
@@ -52,6 +52,10 @@ async def changes(
                UNION ALL
                SELECT change_xid::text::bigint, 0, survey_id::text || '/' || version
                FROM survey_version
+               WHERE change_xid >= $3::text::xid8 AND change_xid < $4::text::xid8
+               UNION ALL
+               SELECT change_xid::text::bigint, 3, module_id::text || '/' || version
+               FROM learning_module_version
                WHERE change_xid >= $3::text::xid8 AND change_xid < $4::text::xid8
            ) c
            WHERE ($5::bigint IS NULL OR (xid, kind, key) > ($5, $6, $7::text))

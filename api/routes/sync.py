@@ -17,6 +17,7 @@ from api.auth import Principal, Role, requires_role
 from api.errors import Conflict, FieldError, NotFound, ValidationFailed, invalid, problems
 from api.i18n import N_, negotiate
 from api.ingest import ingest
+from api.learning import push_attempts, push_progress
 from api.pagination import decode_cursor, encode_cursor
 from api.params import Cursor
 from api.queries import households as hq
@@ -53,7 +54,8 @@ async def pull(
     limit: FromQuery[PullLimit] = 500,
 ) -> SyncPull:
     """What the caller needs offline that changed since ``since``: published survey versions,
-    the households of their ward with their current answers, and deleted households.
+    published learning-module versions (in the caller's language, without the answers), the
+    households of their ward with their current answers, and deleted households.
 
     Call again with the returned ``cursor`` while ``more`` is true; keep the last cursor for
     the next sync. The cursor is a server sequence (transaction ids), never a clock.
@@ -82,6 +84,16 @@ async def pull(
             survey_id, version = change.key.split("/")
             version_keys.add((uuid.UUID(survey_id), int(version)))
     versions = await state.surveys.get(conn, version_keys)
+    language = negotiate(request.headers.get("accept-language"))
+    modules = []
+    for change in found:
+        if change.kind == q.MODULE_VERSION:
+            module_id, module_version = change.key.split("/")
+            module = await state.modules.module(
+                conn, uuid.UUID(module_id), int(module_version), language
+            )
+            if module is not None:
+                modules.append(module)
     cursor = PullCursor(position.low, high, found[-1]) if more else PullCursor(high)
     return SyncPull(
         cursor=encode_cursor(cursor),
@@ -91,18 +103,36 @@ async def pull(
         ],
         households=await hq.household_states(conn, household_ids),
         deleted_households=deleted,
+        modules=modules,
     )
 
 
 PUSH_BODY = Body(
-    description=f"Up to {PUSH_LIMIT} submissions, each validated on its own.",
+    description=(
+        f"Up to {PUSH_LIMIT} items in all (submissions, lesson progress, quiz attempts), "
+        "each validated on its own."
+    ),
     schema_extra={
         "properties": {
             "submissions": {
                 "type": "array",
                 "maxItems": PUSH_LIMIT,
                 "items": {"$ref": "#/components/schemas/NewSubmission"},
-            }
+            },
+            "progress": {
+                "type": "array",
+                "maxItems": PUSH_LIMIT,
+                "description": "PushProgress items: {id, moduleId, lessons, version?, "
+                "householdId?, memberId?}",
+                "items": {"type": "object"},
+            },
+            "attempts": {
+                "type": "array",
+                "maxItems": PUSH_LIMIT,
+                "description": "PushAttempt items: {attemptId, moduleId, answers, version?, "
+                "householdId?, memberId?, takenAt?}",
+                "items": {"type": "object"},
+            },
         }
     },
 )
@@ -124,10 +154,20 @@ async def push(
     """Store a batch collected offline. Each item gets its own result: ``accepted``,
     ``duplicate`` (already stored, e.g. a retry), ``conflict`` (same id, other content; or
     not superseding the current head) or ``rejected`` (with field errors). Accepted items are
-    committed before the answer; retrying a batch is always safe."""
+    committed before the answer; retrying a batch is always safe.
+
+    Lesson progress and quiz attempts recorded offline come in the same push; their results
+    follow the submissions' (progress, then attempts; an attempt's result has its score)."""
+    count = len(data.submissions) + len(data.progress) + len(data.attempts)
+    if count > PUSH_LIMIT:
+        raise invalid(
+            "", "max_items", N_("Send at most %(limit)s items in one push."), limit=PUSH_LIMIT
+        )
     language = negotiate(request.headers.get("accept-language"))
     catalog = await state.indicators.get(conn)
     results = await ingest(conn, state.surveys, catalog, request.user, data.submissions, language)
+    results += await push_progress(conn, state.modules, request.user, data.progress, language)
+    results += await push_attempts(conn, state.modules, request.user, data.attempts, language)
     return PushResults(results=results)
 
 

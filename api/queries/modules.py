@@ -1,0 +1,427 @@
+"""Learning modules and their immutable versions, attempts, progress and ward counters."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from schemas.modules import (
+    Audience,
+    CompetenceLearning,
+    ModuleDefinition,
+    ModuleLearning,
+)
+from schemas.surveys import Localized
+
+# Modules ---------------------------------------------------------------------------------------
+
+
+class VersionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    module_id: uuid.UUID
+    code: str
+    version: int
+    published_at: datetime
+    definition: ModuleDefinition
+
+
+_VERSION = """SELECT v.module_id, m.code, v.version, v.published_at, v.definition
+              FROM learning_module_version v JOIN learning_module m ON m.id = v.module_id"""
+
+
+def _version(row: asyncpg.Record) -> VersionRecord:
+    return VersionRecord(
+        module_id=row["module_id"],
+        code=row["code"],
+        version=row["version"],
+        published_at=row["published_at"],
+        definition=msgspec.convert(row["definition"], ModuleDefinition),
+    )
+
+
+async def get_versions(
+    conn: asyncpg.Connection, keys: list[tuple[uuid.UUID, int]]
+) -> list[VersionRecord]:
+    rows = await conn.fetch(
+        f"""{_VERSION}
+            JOIN unnest($1::uuid[], $2::int[]) AS k(module_id, version)
+              ON k.module_id = v.module_id AND k.version = v.version""",
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return [_version(row) for row in rows]
+
+
+async def latest_version(conn: asyncpg.Connection, module_id: uuid.UUID) -> int | None:
+    """The newest published version (None: no such module, or never published)."""
+    version: int | None = await conn.fetchval(
+        "SELECT latest_version FROM learning_module WHERE id = $1", module_id
+    )
+    return version
+
+
+async def latest_versions(conn: asyncpg.Connection) -> list[tuple[uuid.UUID, int]]:
+    """Every module's newest published version (recommendations rank all of them)."""
+    rows = await conn.fetch(
+        """SELECT id, latest_version FROM learning_module
+           WHERE latest_version IS NOT NULL ORDER BY code"""
+    )
+    return [(row["id"], row["latest_version"]) for row in rows]
+
+
+async def list_modules(
+    conn: asyncpg.Connection,
+    *,
+    audience: Audience | None,
+    competence: str | None,
+    after: str | None,
+    limit: int,
+) -> list[tuple[uuid.UUID, int]]:
+    """(id, latest version) of published modules in code order, after the code ``after``.
+
+    ``competence`` is a component ("2.3") or a whole domain ("2").
+    """
+    rows = await conn.fetch(
+        """SELECT m.id, m.latest_version
+           FROM learning_module m
+           JOIN learning_module_version v ON v.module_id = m.id AND v.version = m.latest_version
+           WHERE ($1::text IS NULL OR $1 = ANY (v.audience))
+             AND ($2::text IS NULL OR EXISTS (
+                     SELECT 1 FROM unnest(v.components) AS c
+                     WHERE c = $2 OR split_part(c, '.', 1) = $2))
+             AND ($3::text IS NULL OR m.code > $3)
+           ORDER BY m.code
+           LIMIT $4""",
+        audience,
+        competence,
+        after,
+        limit,
+    )
+    return [(row["id"], row["latest_version"]) for row in rows]
+
+
+async def create_module(
+    conn: asyncpg.Connection,
+    module_id: uuid.UUID,
+    code: str,
+    draft: ModuleDefinition,
+    created_by: uuid.UUID,
+) -> bool:
+    """False when the id or the code is already taken."""
+    inserted = await conn.fetchval(
+        """INSERT INTO learning_module (id, code, draft, draft_updated_at, created_by)
+           VALUES ($1, $2, $3, now(), $4)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        module_id,
+        code,
+        msgspec.to_builtins(draft),
+        created_by,
+    )
+    return bool(inserted)
+
+
+async def lock_module(conn: asyncpg.Connection, module_id: uuid.UUID) -> dict[str, Any] | None:
+    """The module's row (code, draft or None, latest version), locked until the end of the
+    transaction."""
+    row = await conn.fetchrow(
+        "SELECT id, code, draft, latest_version FROM learning_module WHERE id = $1 FOR UPDATE",
+        module_id,
+    )
+    return None if row is None else dict(row)
+
+
+async def get_draft(
+    conn: asyncpg.Connection, module_id: uuid.UUID
+) -> tuple[str, ModuleDefinition, int | None] | None:
+    """(code, the draft, None) or, without a draft, (code, the latest version, its number)."""
+    row = await conn.fetchrow(
+        """SELECT m.code, m.draft, m.latest_version, v.definition
+           FROM learning_module m
+           LEFT JOIN learning_module_version v
+             ON v.module_id = m.id AND v.version = m.latest_version
+           WHERE m.id = $1""",
+        module_id,
+    )
+    if row is None:
+        return None
+    if row["draft"] is not None:
+        return row["code"], msgspec.convert(row["draft"], ModuleDefinition), None
+    return (
+        row["code"],
+        msgspec.convert(row["definition"], ModuleDefinition),
+        row["latest_version"],
+    )
+
+
+async def save_draft(
+    conn: asyncpg.Connection, module_id: uuid.UUID, draft: ModuleDefinition
+) -> None:
+    await conn.execute(
+        "UPDATE learning_module SET draft = $2, draft_updated_at = now() WHERE id = $1",
+        module_id,
+        msgspec.to_builtins(draft),
+    )
+
+
+async def publish_draft(
+    conn: asyncpg.Connection, module_id: uuid.UUID, published_by: uuid.UUID
+) -> int:
+    """Freeze the (locked) module's draft as the next version; returns its number."""
+    version: int = await conn.fetchval(
+        """WITH next AS (
+               SELECT coalesce(max(version), 0) + 1 AS version
+               FROM learning_module_version WHERE module_id = $1
+           ), published AS (
+               INSERT INTO learning_module_version
+                   (module_id, version, definition, audience, components, published_by)
+               SELECT $1, next.version, m.draft,
+                      ARRAY(SELECT jsonb_array_elements_text(m.draft -> 'audience')),
+                      ARRAY(SELECT jsonb_array_elements_text(
+                                m.draft -> 'competences' -> 'components')),
+                      $2
+               FROM learning_module m, next WHERE m.id = $1
+               RETURNING version
+           )
+           UPDATE learning_module
+           SET draft = NULL, draft_updated_at = NULL,
+               latest_version = (SELECT version FROM published)
+           WHERE id = $1
+           RETURNING latest_version""",
+        module_id,
+        published_by,
+    )
+    return version
+
+
+# Attempts and progress ---------------------------------------------------------------------------
+
+
+class LearnerState(msgspec.Struct, frozen=True, kw_only=True):
+    lessons: list[str]
+    completed: bool
+    attempts: int
+    passed: bool
+    ward_id: int
+
+
+async def stored_attempt(
+    conn: asyncpg.Connection, attempt_id: uuid.UUID
+) -> tuple[uuid.UUID, bytes] | None:
+    """(module id, content hash) of an attempt already stored under this id."""
+    row = await conn.fetchrow(
+        "SELECT module_id, content_hash FROM learning_attempt WHERE id = $1", attempt_id
+    )
+    return None if row is None else (row["module_id"], row["content_hash"])
+
+
+async def insert_attempt(conn: asyncpg.Connection, **row: Any) -> bool:
+    """False when the id is taken (a retry or a conflicting reuse, told apart by the hash)."""
+    inserted = await conn.fetchval(
+        """INSERT INTO learning_attempt (id, module_id, version, learner_id, household_id,
+                                         member_id, ward_id, province_id, submitted_by,
+                                         taken_at, answers, correct, total, score, passed,
+                                         content_hash)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+           ON CONFLICT (id) DO NOTHING RETURNING true""",
+        row["id"],
+        row["module_id"],
+        row["version"],
+        row["learner_id"],
+        row["household_id"],
+        row["member_id"],
+        row["ward_id"],
+        row["province_id"],
+        row["submitted_by"],
+        row["taken_at"],
+        row["answers"],
+        row["correct"],
+        row["total"],
+        row["score"],
+        row["passed"],
+        row["content_hash"],
+    )
+    return bool(inserted)
+
+
+async def lock_learner(
+    conn: asyncpg.Connection,
+    *,
+    module_id: uuid.UUID,
+    learner_id: uuid.UUID,
+    ward_id: int,
+    province_id: int,
+    household_id: uuid.UUID | None,
+) -> LearnerState:
+    """The learner's row for the module (created empty if new), locked for the transaction.
+
+    Created first and locked second, so two concurrent updates of a new learner cannot both
+    count them as new.
+    """
+    await conn.execute(
+        """INSERT INTO learner_module (module_id, learner_id, ward_id, province_id, household_id)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (module_id, learner_id) DO NOTHING""",
+        module_id,
+        learner_id,
+        ward_id,
+        province_id,
+        household_id,
+    )
+    row = await conn.fetchrow(
+        """SELECT lessons, completed, attempts, passed, ward_id FROM learner_module
+           WHERE module_id = $1 AND learner_id = $2 FOR UPDATE""",
+        module_id,
+        learner_id,
+    )
+    assert row is not None
+    return LearnerState(
+        lessons=list(row["lessons"]),
+        completed=row["completed"],
+        attempts=row["attempts"],
+        passed=row["passed"],
+        ward_id=row["ward_id"],
+    )
+
+
+async def update_learner(
+    conn: asyncpg.Connection,
+    *,
+    module_id: uuid.UUID,
+    learner_id: uuid.UUID,
+    before: LearnerState,
+    after: LearnerState,
+    score: float | None,
+) -> None:
+    """Store the learner's new state and move the ward's counters by the difference."""
+    await conn.execute(
+        """WITH learner AS (
+               UPDATE learner_module
+               SET lessons = $3, completed = $4, attempts = $5, passed = $6,
+                   best_score = greatest(best_score, $7), updated_at = now()
+               WHERE module_id = $1 AND learner_id = $2
+               RETURNING ward_id, province_id
+           )
+           INSERT INTO ward_learning AS w
+               (ward_id, province_id, module_id, learners, completions, passed, attempts)
+           SELECT ward_id, province_id, $1, $8, $9, $10, $11 FROM learner
+           ON CONFLICT (ward_id, module_id) DO UPDATE
+           SET learners = w.learners + EXCLUDED.learners,
+               completions = w.completions + EXCLUDED.completions,
+               passed = w.passed + EXCLUDED.passed,
+               attempts = w.attempts + EXCLUDED.attempts""",
+        module_id,
+        learner_id,
+        after.lessons,
+        after.completed,
+        after.attempts,
+        after.passed,
+        score,
+        int(after.attempts > 0 and before.attempts == 0),
+        int(after.completed and not before.completed),
+        int(after.passed and not before.passed),
+        after.attempts - before.attempts,
+    )
+
+
+async def learner_progress(
+    conn: asyncpg.Connection, module_id: uuid.UUID, learner_id: uuid.UUID
+) -> LearnerState | None:
+    row = await conn.fetchrow(
+        """SELECT lessons, completed, attempts, passed, ward_id FROM learner_module
+           WHERE module_id = $1 AND learner_id = $2""",
+        module_id,
+        learner_id,
+    )
+    if row is None:
+        return None
+    return LearnerState(
+        lessons=list(row["lessons"]),
+        completed=row["completed"],
+        attempts=row["attempts"],
+        passed=row["passed"],
+        ward_id=row["ward_id"],
+    )
+
+
+# Learning statistics ---------------------------------------------------------------------------
+
+
+class LearningSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """Learning counts summed over some wards: per module and per competence component."""
+
+    modules: list[ModuleLearning]
+    competences: list[CompetenceLearning]
+
+
+class _ModuleRow(msgspec.Struct, frozen=True, kw_only=True):
+    module_id: uuid.UUID
+    code: str
+    title: Localized
+    components: list[str]
+    learners: int
+    completions: int
+    passed: int
+    attempts: int
+
+
+async def learning_summary(
+    conn: asyncpg.Connection, ward_ids: list[int] | None, language: str = "vi"
+) -> LearningSummary:
+    """Learners who attempted, completions and passes per published module, and per
+    competence component (the sum over the modules tagged with it), for the given wards
+    (``None``: the whole country). Reads only the per-ward counters: its cost does not grow
+    with the number of learners. Modules nobody took are listed with zeros."""
+    rows = await conn.fetch(
+        """SELECT m.id AS module_id, m.code, v.definition -> 'title' AS title, v.components,
+                  coalesce(sum(w.learners), 0)::int AS learners,
+                  coalesce(sum(w.completions), 0)::int AS completions,
+                  coalesce(sum(w.passed), 0)::int AS passed,
+                  coalesce(sum(w.attempts), 0)::int AS attempts
+           FROM learning_module m
+           JOIN learning_module_version v ON v.module_id = m.id AND v.version = m.latest_version
+           LEFT JOIN ward_learning w
+             ON w.module_id = m.id AND ($1::int[] IS NULL OR w.ward_id = ANY ($1::int[]))
+           GROUP BY m.id, m.code, v.definition, v.components
+           ORDER BY m.code""",
+        ward_ids,
+    )
+    modules = [msgspec.convert(row, _ModuleRow, from_attributes=True) for row in rows]
+    by_component: dict[str, list[int]] = {}
+    for module in modules:
+        for component in module.components:
+            sums = by_component.setdefault(component, [0, 0, 0])
+            sums[0] += module.learners
+            sums[1] += module.completions
+            sums[2] += module.passed
+    return LearningSummary(
+        modules=[
+            ModuleLearning(
+                module_id=m.module_id,
+                code=m.code,
+                title=m.title.en if language == "en" else m.title.vi,
+                learners=m.learners,
+                completions=m.completions,
+                passed=m.passed,
+                attempts=m.attempts,
+            )
+            for m in modules
+        ],
+        competences=[
+            CompetenceLearning(
+                component=component, learners=sums[0], completions=sums[1], passed=sums[2]
+            )
+            for component, sums in sorted(
+                by_component.items(), key=lambda item: [int(p) for p in item[0].split(".")]
+            )
+        ],
+    )
+
+
+async def ward_ids_of(conn: asyncpg.Connection, province_id: int) -> list[int]:
+    rows = await conn.fetch(
+        "SELECT id FROM area WHERE province_id = $1 AND level = 'ward'", province_id
+    )
+    return [row["id"] for row in rows]
