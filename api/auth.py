@@ -8,15 +8,18 @@ access-token lifetime (and refresh tokens are revoked when a role changes).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
+import jwt
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
+from litestar.security.jwt.token import JWTDecodeOptions
 
 from api.errors import Forbidden
 
@@ -62,9 +65,54 @@ async def principal_from_token(token: Token, _: ASGIConnection[Any, Any, Any, An
         raise NotAuthorizedException() from exc
 
 
+class VerifiedToken(Token):
+    """A token whose signature check is remembered for its exact text.
+
+    A phone sends the same access token with every request for its 15-minute life, and
+    verifying it (base64, HMAC, JSON, claims) costs about as much as a small query. The same
+    text always verifies the same way, so the verified payload is kept, keyed by the token
+    and the verification settings; expiry is still checked on every use.
+    """
+
+    _verified: ClassVar[OrderedDict[tuple[Any, ...], dict[str, Any]]] = OrderedDict()
+    _capacity: ClassVar[int] = 10_000
+
+    @classmethod
+    def decode_payload(
+        cls,
+        encoded_token: str,
+        secret: str,
+        algorithms: list[str],
+        issuer: str | Sequence[str] | None = None,
+        audience: str | Sequence[str] | None = None,
+        options: JWTDecodeOptions | None = None,
+    ) -> Any:
+        key = (
+            encoded_token,
+            secret,
+            tuple(algorithms),
+            issuer if isinstance(issuer, str | None) else tuple(issuer),
+            audience if isinstance(audience, str | None) else tuple(audience),
+            repr(sorted((options or {}).items())),  # values may be lists
+        )
+        payload = cls._verified.get(key)
+        if payload is None:
+            payload = super().decode_payload(
+                encoded_token, secret, algorithms, issuer, audience, options
+            )
+            cls._verified[key] = payload
+            if len(cls._verified) > cls._capacity:
+                cls._verified.popitem(last=False)
+        elif payload["exp"] <= datetime.now(UTC).timestamp():
+            del cls._verified[key]
+            raise jwt.ExpiredSignatureError("Signature has expired")
+        return dict(payload)  # Token.decode changes the dict it gets
+
+
 def jwt_auth(secret: str, ttl_seconds: int) -> JWTAuth[Principal, Token]:
     return JWTAuth[Principal, Token](
         retrieve_user_handler=principal_from_token,
+        token_cls=VerifiedToken,
         token_secret=secret,
         algorithm=ALGORITHM,
         default_token_expiration=timedelta(seconds=ttl_seconds),

@@ -34,6 +34,7 @@ class Catalog:
         self.codes = [indicator.code for indicator in indicators]
         self.history_by_households = history_sql(indicators, "h.id = ANY($1::uuid[])")
         self.history_by_province = history_sql(indicators, "h.province_id = $1")
+        self.accepted = accepted_sql(indicators)
 
 
 async def load_catalog(conn: asyncpg.Connection) -> Catalog:
@@ -147,6 +148,49 @@ def history_sql(indicators: list[Indicator], households: str) -> str:
            sum(event.numerator)::bigint AS numerator,
            sum(event.denominator)::bigint AS denominator
     FROM event JOIN h ON h.id = event.household_id
+    GROUP BY 1, 2, 3, 4
+    HAVING sum(event.numerator) <> 0 OR sum(event.denominator) <> 0"""
+
+
+def accepted_sql(indicators: list[Indicator]) -> str:
+    """The change newly accepted submissions (ids in $1, already stored) make to the
+    counters, as monthly deltas per ward: each counts from its ``counted_at`` and ends the
+    state it supersedes there; a first visit makes the household surveyed (and registered,
+    if that is earlier than its creation). The rebuild computes the same from scratch
+    (:func:`history_sql`), which is what the tests compare."""
+    lateral = measures_lateral(indicators)
+    return f"""
+    WITH new AS (
+        SELECT n.id, n.household_id, n.supersedes, n.counted_at, h.created_at
+        FROM submission n JOIN household h ON h.id = n.household_id
+        WHERE n.id = ANY($1::uuid[])
+    ), s AS (
+        SELECT new.household_id, new.counted_at AS at, 1 AS sign,
+               s.answers, s.members, s.collected_at
+        FROM new JOIN submission s ON s.id = new.id
+        UNION ALL
+        SELECT new.household_id, new.counted_at, -1, s.answers, s.members, s.collected_at
+        FROM new JOIN submission s ON s.id = new.supersedes
+    ), event AS (
+        SELECT s.household_id, s.at, measure.code,
+               s.sign * measure.numerator AS numerator,
+               s.sign * measure.denominator AS denominator
+        FROM s {lateral}
+        UNION ALL
+        SELECT household_id, counted_at, '{COVERAGE}', 1, 0 FROM new WHERE supersedes IS NULL
+        UNION ALL
+        SELECT household_id, created_at, '{COVERAGE}', 0, -1 FROM new
+        WHERE supersedes IS NULL AND counted_at < created_at
+        UNION ALL
+        SELECT household_id, counted_at, '{COVERAGE}', 0, 1 FROM new
+        WHERE supersedes IS NULL AND counted_at < created_at
+    )
+    SELECT h.ward_id, h.province_id,
+           date_trunc('month', event.at AT TIME ZONE '{TIME_ZONE}')::date AS month,
+           event.code AS measure,
+           sum(event.numerator)::bigint AS numerator,
+           sum(event.denominator)::bigint AS denominator
+    FROM event JOIN household h ON h.id = event.household_id
     GROUP BY 1, 2, 3, 4
     HAVING sum(event.numerator) <> 0 OR sum(event.denominator) <> 0"""
 

@@ -17,14 +17,17 @@ from typing import Final, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import msgspec
 
 from api.auth import Principal
-from api.disclosure import REASONS, protect
+from api.disclosure import REASONS, primary, protect
 from api.errors import invalid
 from api.i18n import N_, translate
 from api.indicators import COVERAGE, TIME_ZONE, Catalog
 from api.queries import stats as q
+from api.queries.modules import LearningSummary, VersionSource, learning_summary
 from api.queries.stats import EMPTY, Cell, MonthlyDelta
+from schemas.modules import Learning
 from schemas.stats import Card, Coverage, Indicator, IndicatorValue, SeriesPoint, StatArea
 
 NATION_CODE: Final = "VN"
@@ -172,13 +175,13 @@ def may_read(principal: Principal, place: Place) -> bool:
     return False
 
 
-def sees_exact(principal: Principal | None, place: Place) -> bool:
+def sees_exact(principal: Principal | None, area_id: int | None) -> bool:
     """Only the people who work with a ward's households see its small numbers."""
     return (
         principal is not None
         and principal.role in ("ward_official", "team_member")
-        and place.id is not None
-        and place.id == principal.area_id
+        and area_id is not None
+        and area_id == principal.area_id
     )
 
 
@@ -294,6 +297,7 @@ async def card(
     *,
     exact: bool,
     language: str,
+    versions: VersionSource,
 ) -> Card:
     """One round trip for today's card: the counters it needs and the targets."""
     siblings: q.Cells | None = None
@@ -326,7 +330,80 @@ async def card(
         period=period.label,
         coverage=coverage_of(own),
         indicators=values,
+        learning=(
+            await learning_of(
+                conn, places, place, exact=exact, language=language, versions=versions
+            )
+            if period.end is None
+            else None
+        ),
     )
+
+
+def learning_view(summary: LearningSummary, *, exact: bool) -> Learning:
+    """Learning counts as the caller may see them: outside one's own ward, a module or
+    competence with few learners, or with 1–4 of them (not) passing, is hidden."""
+    if exact:
+        return Learning(modules=summary.modules, competences=summary.competences)
+
+    def reason(passed: int | None, completions: int | None, learners: int | None) -> str | None:
+        total = learners or 0
+        return primary((passed or 0, total), "percent") or primary(
+            (completions or 0, total), "percent"
+        )
+
+    modules = []
+    for module in summary.modules:
+        why = reason(module.passed, module.completions, module.learners)
+        modules.append(
+            module
+            if why is None
+            else msgspec.structs.replace(
+                module,
+                learners=None,
+                completions=None,
+                passed=None,
+                attempts=None,
+                suppressed=True,
+                reason=why,
+            )
+        )
+    competences = []
+    for competence in summary.competences:
+        why = reason(competence.passed, competence.completions, competence.learners)
+        competences.append(
+            competence
+            if why is None
+            else msgspec.structs.replace(
+                competence,
+                learners=None,
+                completions=None,
+                passed=None,
+                suppressed=True,
+                reason=why,
+            )
+        )
+    return Learning(modules=modules, competences=competences)
+
+
+async def learning_of(
+    conn: asyncpg.Connection,
+    places: Places,
+    place: Place,
+    *,
+    exact: bool,
+    language: str,
+    versions: VersionSource,
+) -> Learning:
+    if place.level == "ward":
+        assert place.id is not None
+        wards: list[int] | None = [place.id]
+    elif place.level == "province":
+        wards = [w.id for w in await places.children(conn, place.id) if w.id is not None]
+    else:
+        wards = None
+    summary = await learning_summary(conn, wards, language, versions)
+    return learning_view(summary, exact=exact)
 
 
 async def children(

@@ -59,7 +59,8 @@ def machine(ctx: Context, load_before: float) -> dict[str, str]:
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "PostgreSQL": ctx.postgres,
-        "Servers": f"granian {version('granian')}, uvicorn {version('uvicorn')}",
+        "Servers": f"granian {version('granian')}, uvicorn {version('uvicorn')}, "
+        f"{ctx.settings.workers} worker(s) each",
         "Load average": f"{load_before:.2f} before the run (1 min)",
         "Run": "quick (smoke run, short durations)" if ctx.quick else "full",
     }

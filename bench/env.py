@@ -33,11 +33,13 @@ ADMIN_PASSWORD = "bench-password-1"
 SERVERS = {
     "granian": [
         "granian", "--interface", "asgi", "--loop", "uvloop", "--no-ws",
-        "--host", "127.0.0.1", "--port", "{port}", "api.asgi:app",
+        "--host", "127.0.0.1", "--port", "{port}", "--workers", "{workers}",
+        "api.asgi:app",
     ],
     "uvicorn": [
         "uvicorn", "api.asgi:app", "--host", "127.0.0.1", "--port", "{port}",
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        "--workers", "{workers}",
     ],
 }  # fmt: skip
 
@@ -129,9 +131,14 @@ class Server:
 
 @asynccontextmanager
 async def serve(ctx: Context, name: str) -> AsyncIterator[Server]:
-    """Run the API under ``name`` (granian or uvicorn, one worker) until the block ends."""
+    """Run the API under ``name`` (granian or uvicorn, one worker per core) until the block
+    ends."""
     port = free_port()
-    argv = [str(BIN / SERVERS[name][0])] + [a.format(port=port) for a in SERVERS[name][1:]]
+    # As many workers as `congdongso serve` starts by default (one per core).
+    workers = ctx.settings.workers
+    argv = [str(BIN / SERVERS[name][0])] + [
+        a.format(port=port, workers=workers) for a in SERVERS[name][1:]
+    ]
     # Default settings (the bench measures them): drop any CONGDONGSO_* from the caller.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONGDONGSO_")}
     env |= {

@@ -229,22 +229,35 @@ class Progress(Schema):
 
 
 class ModuleLearning(Schema):
+    """Counts are null when ``suppressed`` (small numbers, outside one's own ward)."""
+
     module_id: uuid.UUID
     code: str
     title: str
-    learners: int  # distinct learners with at least one attempt
-    completions: int  # distinct learners who completed every lesson
-    passed: int  # distinct learners who passed the quiz
-    attempts: int
+    learners: int | None  # distinct learners with at least one attempt
+    completions: int | None  # distinct learners who completed every lesson
+    passed: int | None  # distinct learners who passed the quiz
+    attempts: int | None
+    suppressed: bool = False
+    reason: str | None = None
 
 
 class CompetenceLearning(Schema):
     """Sums over the modules tagged with the component (a learner counts once per module)."""
 
     component: str
-    learners: int
-    completions: int
-    passed: int
+    learners: int | None
+    completions: int | None
+    passed: int | None
+    suppressed: bool = False
+    reason: str | None = None
+
+
+class Learning(Schema):
+    """Learning-module completions and passes in an area, by module and by competence."""
+
+    modules: list[ModuleLearning]
+    competences: list[CompetenceLearning]
 
 
 class LearningStats(Schema):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from schemas.base import Schema
+from schemas.modules import Learning
 from schemas.surveys import Localized
 
 RuleKey = Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -68,10 +69,13 @@ class IndicatorValue(Schema):
 
 
 class Card(Schema):
+    """``learning`` (module completions and passes, today) is on current-period cards."""
+
     area: StatArea
     period: str
     coverage: Coverage
     indicators: list[IndicatorValue]
+    learning: Learning | None = None
 
 
 class ChildRow(Schema):

@@ -535,10 +535,26 @@ async def test_learning_statistics_per_ward_and_province(
         f"/api/v1/stats/areas/{THANH_HOA}/learning",
         headers={**province_official, "Accept-Language": "en"},
     )
-    assert by_code(province.json())["vneid_level2"] == (4, 1, 3, 5)
+    # Outside their own ward, officials get small numbers hidden (4 learners here).
+    modules = {m["code"]: m for m in province.json()["modules"]}
+    assert modules["vneid_level2"]["suppressed"] is True
+    assert modules["vneid_level2"]["reason"] == "small_denominator"
+    assert modules["vneid_level2"]["learners"] is None
+    assert by_code(province.json())["cloud_backup"] == (0, 0, 0, 0)  # nobody: nothing to hide
     titles = {m["code"]: m["title"] for m in province.json()["modules"]}
     assert titles["vneid_level2"] == "Level-2 electronic identification on VNeID"
 
+    # The summary itself is exact: 4 learners, 1 completion, 3 passes, 5 attempts.
+    province_ids = [
+        r["id"]
+        for r in await db.fetch(
+            "SELECT id FROM area WHERE parent_id = (SELECT id FROM area WHERE code = $1)", THANH_HOA
+        )
+    ]
+    exact = await learning_summary(db, province_ids)
+    assert {m.code: (m.learners, m.completions, m.passed, m.attempts) for m in exact.modules}[
+        "vneid_level2"
+    ] == (4, 1, 3, 5)
     nation = await learning_summary(db, None)
     assert {m.code: m.learners for m in nation.modules}["vneid_level2"] == 4
 

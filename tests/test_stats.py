@@ -179,19 +179,29 @@ async def test_every_indicator_counts_as_computed_by_hand(
     province_card = await card(client, province, THANH_HOA)
     assert province_card["coverage"]["surveyed"] == 3
     assert all(i["suppressed"] for i in province_card["indicators"])
+    # Learning modules are on today's card: the six starter modules, nobody trained yet.
+    assert [m["code"] for m in body["learning"]["modules"]] == sorted(
+        m["code"] for m in body["learning"]["modules"]
+    )
+    assert len(body["learning"]["modules"]) == 6
+    assert all(m["learners"] == 0 for m in body["learning"]["modules"])
+    assert july["learning"] is None  # counted today only
     english = await card(client, official, HAC_THANH, **{"Accept-Language": "en"})
     assert english["indicators"][0]["name"] == "Adults owning a smartphone"
     assert body["indicators"][0]["name"] == "Người trưởng thành có điện thoại thông minh"
 
 
 async def counters(db: asyncpg.Connection) -> tuple[list[Any], list[Any]]:
+    """Every counter, its shards added up (the incremental path spreads them over shards)."""
     current = await db.fetch(
-        """SELECT area_id, parent_id, measure, numerator, denominator FROM stat_current
-           WHERE numerator <> 0 OR denominator <> 0 ORDER BY 1, 3"""
+        """SELECT area_id, parent_id, measure, sum(numerator), sum(denominator)
+           FROM stat_current GROUP BY 1, 2, 3
+           HAVING sum(numerator) <> 0 OR sum(denominator) <> 0 ORDER BY 1, 3"""
     )
     deltas = await db.fetch(
-        """SELECT area_id, measure, month, numerator, denominator FROM stat_delta
-           WHERE numerator <> 0 OR denominator <> 0 ORDER BY 1, 2, 3"""
+        """SELECT area_id, measure, month, sum(numerator), sum(denominator)
+           FROM stat_delta GROUP BY 1, 2, 3
+           HAVING sum(numerator) <> 0 OR sum(denominator) <> 0 ORDER BY 1, 2, 3"""
     )
     return [tuple(r) for r in current], [tuple(r) for r in deltas]
 
@@ -240,14 +250,14 @@ async def test_rebuild_equals_the_incremental_counters(
     incremental = await counters(db)
     assert incremental[0], "the mix produced counters"
     # The province row is the sum of its wards, today and in every month.
-    assert await db.fetchval(
-        """SELECT bool_and(p.numerator = w.numerator AND p.denominator = w.denominator)
-           FROM stat_current p
-           JOIN (SELECT parent_id, measure, sum(numerator) AS numerator,
-                        sum(denominator) AS denominator
-                 FROM stat_current WHERE parent_id IS NOT NULL GROUP BY 1, 2) w
-             ON w.parent_id = p.area_id AND w.measure = p.measure"""
-    )
+    current = incremental[0]
+    provinces = {(area, measure): (n, d) for area, parent, measure, n, d in current if not parent}
+    summed: dict[tuple[int, str], tuple[int, int]] = {}
+    for _, parent, measure, n, d in current:
+        if parent:
+            before = summed.get((parent, measure), (0, 0))
+            summed[(parent, measure)] = (before[0] + n, before[1] + d)
+    assert provinces == summed
     households = await rebuild(db, await load_catalog(db))
     assert households == await db.fetchval("SELECT count(*) FROM household")
     assert await counters(db) == incremental

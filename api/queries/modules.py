@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,6 @@ from schemas.modules import (
     ModuleDefinition,
     ModuleLearning,
 )
-from schemas.surveys import Localized
 
 # Modules ---------------------------------------------------------------------------------------
 
@@ -356,59 +356,72 @@ class LearningSummary(msgspec.Struct, frozen=True, kw_only=True):
     competences: list[CompetenceLearning]
 
 
-class _ModuleRow(msgspec.Struct, frozen=True, kw_only=True):
-    module_id: uuid.UUID
-    code: str
-    title: Localized
-    components: list[str]
-    learners: int
-    completions: int
-    passed: int
-    attempts: int
+VersionSource = Callable[
+    [asyncpg.Connection, set[tuple[uuid.UUID, int]]],
+    Awaitable[dict[tuple[uuid.UUID, int], VersionRecord]],
+]
+
+
+async def _read_versions(
+    conn: asyncpg.Connection, keys: set[tuple[uuid.UUID, int]]
+) -> dict[tuple[uuid.UUID, int], VersionRecord]:
+    return {(r.module_id, r.version): r for r in await get_versions(conn, list(keys))}
 
 
 async def learning_summary(
-    conn: asyncpg.Connection, ward_ids: list[int] | None, language: str = "vi"
+    conn: asyncpg.Connection,
+    ward_ids: list[int] | None,
+    language: str = "vi",
+    versions: VersionSource = _read_versions,
 ) -> LearningSummary:
     """Learners who attempted, completions and passes per published module, and per
     competence component (the sum over the modules tagged with it), for the given wards
     (``None``: the whole country). Reads only the per-ward counters: its cost does not grow
-    with the number of learners. Modules nobody took are listed with zeros."""
+    with the number of learners. Modules nobody took are listed with zeros.
+
+    Titles and components come from ``versions`` (pass ``ModuleCache.get``: published
+    versions never change, so a card does not read module definitions every time)."""
     rows = await conn.fetch(
-        """SELECT m.id AS module_id, m.code, v.definition -> 'title' AS title, v.components,
-                  coalesce(sum(w.learners), 0)::int AS learners,
-                  coalesce(sum(w.completions), 0)::int AS completions,
-                  coalesce(sum(w.passed), 0)::int AS passed,
-                  coalesce(sum(w.attempts), 0)::int AS attempts
+        """SELECT m.id, m.code, m.latest_version,
+                  coalesce(w.learners, 0)::int AS learners,
+                  coalesce(w.completions, 0)::int AS completions,
+                  coalesce(w.passed, 0)::int AS passed,
+                  coalesce(w.attempts, 0)::int AS attempts
            FROM learning_module m
-           JOIN learning_module_version v ON v.module_id = m.id AND v.version = m.latest_version
-           LEFT JOIN ward_learning w
-             ON w.module_id = m.id AND ($1::int[] IS NULL OR w.ward_id = ANY ($1::int[]))
-           GROUP BY m.id, m.code, v.definition, v.components
+           LEFT JOIN (
+               SELECT module_id, sum(learners) AS learners, sum(completions) AS completions,
+                      sum(passed) AS passed, sum(attempts) AS attempts
+               FROM ward_learning
+               WHERE $1::int[] IS NULL OR ward_id = ANY ($1::int[])
+               GROUP BY module_id
+           ) w ON w.module_id = m.id
+           WHERE m.latest_version IS NOT NULL
            ORDER BY m.code""",
         ward_ids,
     )
-    modules = [msgspec.convert(row, _ModuleRow, from_attributes=True) for row in rows]
+    described = await versions(conn, {(r["id"], r["latest_version"]) for r in rows})
+    modules: list[ModuleLearning] = []
     by_component: dict[str, list[int]] = {}
-    for module in modules:
-        for component in module.components:
+    for row in rows:
+        definition = described[(row["id"], row["latest_version"])].definition
+        for component in definition.competences.components:
             sums = by_component.setdefault(component, [0, 0, 0])
-            sums[0] += module.learners
-            sums[1] += module.completions
-            sums[2] += module.passed
-    return LearningSummary(
-        modules=[
+            sums[0] += row["learners"]
+            sums[1] += row["completions"]
+            sums[2] += row["passed"]
+        modules.append(
             ModuleLearning(
-                module_id=m.module_id,
-                code=m.code,
-                title=m.title.en if language == "en" else m.title.vi,
-                learners=m.learners,
-                completions=m.completions,
-                passed=m.passed,
-                attempts=m.attempts,
+                module_id=row["id"],
+                code=row["code"],
+                title=definition.title.en if language == "en" else definition.title.vi,
+                learners=row["learners"],
+                completions=row["completions"],
+                passed=row["passed"],
+                attempts=row["attempts"],
             )
-            for m in modules
-        ],
+        )
+    return LearningSummary(
+        modules=modules,
         competences=[
             CompetenceLearning(
                 component=component, learners=sums[0], completions=sums[1], passed=sums[2]

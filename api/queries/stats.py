@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +43,20 @@ async def household_history(
     }
 
 
+async def accepted_deltas(
+    conn: asyncpg.Connection, catalog: Catalog, submission_ids: list[uuid.UUID]
+) -> Deltas:
+    """What newly stored submissions change in the counters (see ``accepted_sql``)."""
+    rows = await conn.fetch(catalog.accepted, submission_ids)
+    return {
+        (r["ward_id"], r["province_id"], r["month"], r["measure"]): (
+            r["numerator"],
+            r["denominator"],
+        )
+        for r in rows
+    }
+
+
 def difference(after: Deltas, before: Deltas) -> Deltas:
     changed: Deltas = {}
     for key in after.keys() | before.keys():
@@ -52,15 +67,19 @@ def difference(after: Deltas, before: Deltas) -> Deltas:
     return changed
 
 
+SHARDS = 8  # rows per counter; see migration 0004
+
+
 async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
     """Add monthly changes to the ward and province counters, inside the caller's transaction.
 
-    Current counters are updated first, in (area, measure) order: their row locks serialize
-    concurrent writers of one area, so the monthly rows need no further care and two
-    transactions never wait for each other in opposite orders.
+    A transaction writes one shard, picked at random: concurrent writers of one area rarely
+    wait for each other's commit. Current counters are updated first, in (area, measure)
+    order, so two transactions never wait for each other in opposite orders.
     """
     if not deltas:
         return
+    shard = random.randrange(SHARDS)  # noqa: S311 - spreading load, not security
     current: dict[tuple[int, str], list[int | None]] = {}
     monthly: dict[tuple[int, str, date], list[int]] = defaultdict(lambda: [0, 0])
     for (ward_id, province_id, month, measure), (numerator, denominator) in deltas.items():
@@ -72,9 +91,10 @@ async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
             monthly[(area_id, measure, month)][1] += denominator
     keys = sorted(current)
     await conn.execute(
-        """INSERT INTO stat_current AS c (area_id, parent_id, measure, numerator, denominator)
-           SELECT * FROM unnest($1::int[], $2::int[], $3::text[], $4::bigint[], $5::bigint[])
-           ON CONFLICT (area_id, measure) DO UPDATE
+        """INSERT INTO stat_current AS c
+                  (area_id, parent_id, measure, numerator, denominator, shard)
+           SELECT *, $6 FROM unnest($1::int[], $2::int[], $3::text[], $4::bigint[], $5::bigint[])
+           ON CONFLICT (area_id, measure, shard) DO UPDATE
            SET numerator = c.numerator + excluded.numerator,
                denominator = c.denominator + excluded.denominator""",
         [k[0] for k in keys],
@@ -82,12 +102,13 @@ async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
         [k[1] for k in keys],
         [current[k][1] for k in keys],
         [current[k][2] for k in keys],
+        shard,
     )
     months = sorted(monthly)
     await conn.execute(
-        """INSERT INTO stat_delta AS d (area_id, measure, month, numerator, denominator)
-           SELECT * FROM unnest($1::int[], $2::text[], $3::date[], $4::bigint[], $5::bigint[])
-           ON CONFLICT (area_id, measure, month) DO UPDATE
+        """INSERT INTO stat_delta AS d (area_id, measure, month, numerator, denominator, shard)
+           SELECT *, $6 FROM unnest($1::int[], $2::text[], $3::date[], $4::bigint[], $5::bigint[])
+           ON CONFLICT (area_id, measure, month, shard) DO UPDATE
            SET numerator = d.numerator + excluded.numerator,
                denominator = d.denominator + excluded.denominator""",
         [k[0] for k in months],
@@ -95,6 +116,7 @@ async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
         [k[2] for k in months],
         [monthly[k][0] for k in months],
         [monthly[k][1] for k in months],
+        shard,
     )
 
 
@@ -109,7 +131,7 @@ def accumulate_sql(history: str) -> str:
     )
     INSERT INTO stat_delta AS s (area_id, measure, month, numerator, denominator)
     SELECT area_id, measure, month, sum(numerator), sum(denominator) FROM l GROUP BY 1, 2, 3
-    ON CONFLICT (area_id, measure, month) DO UPDATE
+    ON CONFLICT (area_id, measure, month, shard) DO UPDATE
     SET numerator = s.numerator + excluded.numerator,
         denominator = s.denominator + excluded.denominator"""
 
@@ -160,8 +182,10 @@ async def current_with_targets(
     """Today's counters of these areas and the targets set on ``target_areas`` (see
     :func:`targets`), in one round trip: this is the path of every card."""
     rows = await conn.fetch(
-        """SELECT area_id, measure, numerator, denominator, NULL::numeric AS value
+        """SELECT area_id, measure, sum(numerator)::bigint, sum(denominator)::bigint,
+                  NULL::numeric AS value
            FROM stat_current WHERE area_id = ANY($1::int[])
+           GROUP BY area_id, measure
            UNION ALL
            (SELECT DISTINCT ON (coalesce(area_id, 0), indicator)
                    coalesce(area_id, 0), indicator, NULL, NULL, value
@@ -198,8 +222,10 @@ async def monthly_deltas(
 ) -> list[MonthlyDelta]:
     """Monthly changes of these areas up to ``until`` (inclusive), oldest first."""
     rows = await conn.fetch(
-        """SELECT area_id, measure, month, numerator, denominator FROM stat_delta
+        """SELECT area_id, measure, month, sum(numerator)::bigint, sum(denominator)::bigint
+           FROM stat_delta
            WHERE area_id = ANY($1::int[]) AND month <= $2 AND ($3::text IS NULL OR measure = $3)
+           GROUP BY area_id, measure, month
            ORDER BY month""",
         area_ids,
         until,

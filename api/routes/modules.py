@@ -28,6 +28,7 @@ from api.queries.areas import get_area
 from api.recommend import rank
 from api.routes.households import HouseholdNotFound, household_visible
 from api.scope import covers
+from api.stats import learning_view, sees_exact
 from schemas.base import Page
 from schemas.modules import (
     AttemptResult,
@@ -321,22 +322,23 @@ class ModuleRoutes(Controller):
 )
 async def get_area_learning(
     request: Request[Principal, Token, Any],
+    state: State,
     conn: NamedDependency[asyncpg.Connection],
     code: FromPath[AreaCode],
 ) -> LearningStats:
     """Learning in an area (a ward, or a province as the sum of its wards): per module the
     learners who attempted its quiz, completed every lesson and passed; per competence
-    component, the sums over the modules tagged with it. Officials see their own area."""
+    component, the sums over the modules tagged with it. Officials see their own area; small
+    numbers are hidden except in a ward official's or team member's own ward."""
     area = await get_area(conn, code)
     if area is None or not covers(request.user, area):
         raise NotFound(N_("No area with this code in your scope."), code="area_not_found")
     ward_ids = [area.id] if area.level == "ward" else await q.ward_ids_of(conn, area.id)
     summary = await q.learning_summary(
-        conn, ward_ids, negotiate(request.headers.get("accept-language"))
+        conn, ward_ids, negotiate(request.headers.get("accept-language")), state.modules.get
     )
-    return LearningStats(
-        area=area.public(), modules=summary.modules, competences=summary.competences
-    )
+    shown = learning_view(summary, exact=sees_exact(request.user, area.id))
+    return LearningStats(area=area.public(), modules=shown.modules, competences=shown.competences)
 
 
 @get(

@@ -110,8 +110,9 @@ class StatsRoutes(Controller):
             state.places,
             place,
             parse_period(period, today()),
-            exact=sees_exact(request.user, place),
+            exact=sees_exact(request.user, place.id),
             language=language,
+            versions=state.modules.get,
         )
 
     @get("/{code:str}/children", responses=problems(401, 403, 404))
@@ -172,7 +173,7 @@ class StatsRoutes(Controller):
             place,
             chosen,
             grain,
-            exact=sees_exact(request.user, place),
+            exact=sees_exact(request.user, place.id),
             language=language,
             now=today(),
         )
@@ -345,5 +346,6 @@ async def get_public_area_stats(
         parse_period(period, today()),
         exact=False,
         language=language,
+        versions=state.modules.get,
     )
     return Response(body, headers={"Cache-Control": PUBLIC_CACHE, "Vary": "Accept-Language"})

@@ -56,24 +56,27 @@ def upgrade() -> None:
 
     -- Today's counters per ward and province (parent_id: the province of a ward, NULL for a
     -- province). "measure" is an indicator code or COVERAGE (surveyed / registered households).
+    -- Each counter is split into a few shards that writers pick at random and readers add up,
+    -- so concurrent submissions in one ward do not queue on one row lock until they commit.
     CREATE TABLE stat_current (
         area_id     integer NOT NULL REFERENCES area (id),
         parent_id   integer REFERENCES area (id),
         measure     text NOT NULL,
+        shard       smallint NOT NULL DEFAULT 0,
         numerator   bigint NOT NULL,
         denominator bigint NOT NULL,
-        PRIMARY KEY (area_id, measure)
+        PRIMARY KEY (area_id, measure, shard)
     );
-    CREATE INDEX stat_current_children ON stat_current (parent_id, measure);
 
     -- How each month changed the counters (months in Vietnam time).
     CREATE TABLE stat_delta (
         area_id     integer NOT NULL REFERENCES area (id),
         measure     text NOT NULL,
         month       date NOT NULL CHECK (extract(day FROM month) = 1),
+        shard       smallint NOT NULL DEFAULT 0,
         numerator   bigint NOT NULL,
         denominator bigint NOT NULL,
-        PRIMARY KEY (area_id, measure, month)
+        PRIMARY KEY (area_id, measure, month, shard)
     );
     """)
     indicators = json.loads(CATALOG.read_text(encoding="utf-8"))
