@@ -58,14 +58,14 @@ class Context:
         return quick if self.quick else full
 
 
-async def setup(quick: bool) -> Context:
+async def setup(quick: bool, database: str = DATABASE) -> Context:
     """A fresh, migrated ``cds_bench`` database (embedded server unless DATABASE_URL is set)
     holding one admin whose password is hashed with the default argon2 parameters."""
     server_dsn = os.environ.get("DATABASE_URL") or embedded.start(PGDATA)
     conn = await asyncpg.connect(server_dsn)
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DATABASE}"')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{database}"')
         version = await conn.fetchval("SHOW server_version")
         durability = [
             f"{name}={await conn.fetchval(f'SHOW {name}')}"
@@ -75,7 +75,7 @@ async def setup(quick: bool) -> Context:
         await conn.close()
     if "fsync=off" in durability or "synchronous_commit=off" in durability:
         print("warning: this PostgreSQL is not durable; figures will look too good")
-    dsn = embedded.with_database(server_dsn, DATABASE)
+    dsn = embedded.with_database(server_dsn, database)
     await migrate.upgrade_async(dsn)
 
     settings = Settings()

@@ -26,7 +26,7 @@ from api.db import connect
 from api.indicators import load_catalog, measures_lateral
 from api.queries.stats import rebuild
 from bench import Result
-from bench.env import Context, Server, serve
+from bench.env import Context, Server, serve, setup
 from bench.loadgen import LoadResult, load
 from bench.sync import (
     BATCH,
@@ -46,8 +46,9 @@ NAME = "stats"
 TITLE = "Statistics: cards flat in data size, rebuild, push with counters (granian)"
 
 PROVINCE = "38"  # Thanh Hóa
-CARD_WARD = "14797"  # Phường Hạc Thành
+CARD_WARD = "14812"  # Phường Bỉm Sơn
 PUSH_WARD = "14758"  # Phường Hàm Rồng
+DATABASE = "cds_bench_stats"  # its own: other benchmarks' households must not count
 CLIENTS = 64
 ISSUE_3_PUSH = 4_259  # submissions/s, docs/benchmarks.md at 314b51f (no counters)
 PER_WARD_SMALL = 50  # 200 wards × 50 = 10,000 households
@@ -210,7 +211,8 @@ async def _group_by(ctx: Context, ward_id: int, catalog_sql: str) -> tuple[float
             await conn.close()
 
 
-async def run(ctx: Context) -> list[Result]:
+async def run(shared: Context) -> list[Result]:
+    ctx = await setup(shared.quick, DATABASE)
     rng = random.Random(411)
     per_ward_full = ctx.count(PER_WARD_FULL, 250)
     conn = await connect(ctx.dsn)
