@@ -67,7 +67,7 @@ def difference(after: Deltas, before: Deltas) -> Deltas:
     return changed
 
 
-SHARDS = 8  # rows per counter; see migration 0004
+SHARDS = 4  # rows per counter; see migration 0004
 
 
 async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
