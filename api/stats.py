@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -27,7 +27,7 @@ from api.indicators import COVERAGE, TIME_ZONE, Catalog
 from api.queries import stats as q
 from api.queries.modules import LearningSummary, VersionSource, learning_summary
 from api.queries.stats import EMPTY, Cell, MonthlyDelta
-from schemas.modules import Learning
+from schemas.modules import CompetenceLearning, Learning, ModuleLearning
 from schemas.stats import Card, Coverage, Indicator, IndicatorValue, SeriesPoint, StatArea
 
 NATION_CODE: Final = "VN"
@@ -340,50 +340,32 @@ async def card(
     )
 
 
+LearningRow = TypeVar("LearningRow", ModuleLearning, CompetenceLearning)
+
+
+def _learning_shown(row: LearningRow) -> LearningRow:
+    """A learning row with its counts hidden when they could single someone out."""
+    learners = row.learners or 0
+    why = primary((row.passed or 0, learners), "percent") or primary(
+        (row.completions or 0, learners), "percent"
+    )
+    if why is None:
+        return row
+    hidden: dict[str, object] = {"learners": None, "completions": None, "passed": None}
+    if isinstance(row, ModuleLearning):
+        hidden["attempts"] = None
+    return msgspec.structs.replace(row, suppressed=True, reason=why, **hidden)
+
+
 def learning_view(summary: LearningSummary, *, exact: bool) -> Learning:
     """Learning counts as the caller may see them: outside one's own ward, a module or
     competence with few learners, or with 1–4 of them (not) passing, is hidden."""
     if exact:
         return Learning(modules=summary.modules, competences=summary.competences)
-
-    def reason(passed: int | None, completions: int | None, learners: int | None) -> str | None:
-        total = learners or 0
-        return primary((passed or 0, total), "percent") or primary(
-            (completions or 0, total), "percent"
-        )
-
-    modules = []
-    for module in summary.modules:
-        why = reason(module.passed, module.completions, module.learners)
-        modules.append(
-            module
-            if why is None
-            else msgspec.structs.replace(
-                module,
-                learners=None,
-                completions=None,
-                passed=None,
-                attempts=None,
-                suppressed=True,
-                reason=why,
-            )
-        )
-    competences = []
-    for competence in summary.competences:
-        why = reason(competence.passed, competence.completions, competence.learners)
-        competences.append(
-            competence
-            if why is None
-            else msgspec.structs.replace(
-                competence,
-                learners=None,
-                completions=None,
-                passed=None,
-                suppressed=True,
-                reason=why,
-            )
-        )
-    return Learning(modules=modules, competences=competences)
+    return Learning(
+        modules=[_learning_shown(module) for module in summary.modules],
+        competences=[_learning_shown(competence) for competence in summary.competences],
+    )
 
 
 async def learning_of(
