@@ -388,6 +388,28 @@ async def test_small_cells_are_suppressed_and_cannot_be_recovered(
     # Sorted by gap: the furthest behind first, hidden and empty rows last.
     first = response.json()["items"][0]
     assert first["area"]["code"] == HAC_THANH
+    # Pages of 50 give the same rows in the same order, each once.
+    paged: list[str] = []
+    cursor = None
+    while True:
+        page = await client.get(
+            f"/api/v1/stats/areas/{THANH_HOA}/children",
+            params={"indicator": "ADULT_SMARTPHONE", "limit": 50}
+            | ({"cursor": cursor} if cursor else {}),
+            headers=province,
+        )
+        assert page.status_code == 200, page.text
+        paged += [row["area"]["code"] for row in page.json()["items"]]
+        cursor = page.json()["nextCursor"]
+        if cursor is None:
+            break
+    assert paged == [row["area"]["code"] for row in response.json()["items"]]
+    by_name = await client.get(
+        f"/api/v1/stats/areas/{THANH_HOA}/children",
+        params={"indicator": "ADULT_SMARTPHONE", "sort": "name", "limit": 2},
+        headers=province,
+    )
+    assert [r["area"]["name"] for r in by_name.json()["items"]] == ["Xã An Nông", "Xã Ba Đình"]
     # The same ward's card agrees with the table for the province official...
     ham_rong = await card(client, province, HAM_RONG)
     smartphone = next(i for i in ham_rong["indicators"] if i["code"] == "ADULT_SMARTPHONE")

@@ -59,7 +59,12 @@ class StatsAreaNotFound(NotFound):
 
 
 class ChildCursor(NamedTuple):
-    position: int
+    """The sort key of the last row shown: empty or hidden rows last, then the figure, then
+    the area's place in Vietnamese order (areas are fixed data)."""
+
+    missing: bool
+    figure: float
+    order: int
 
 
 def _indicator(catalog: Catalog, code: str) -> Indicator:
@@ -139,17 +144,24 @@ class StatsRoutes(Controller):
         rows = await children(
             conn, state.places, place, chosen, parse_period(period, today()), language
         )
-        if sort == "gap":
-            rows.sort(key=lambda r: (r[1].gap is None, -(r[1].gap or 0.0)))
-        elif sort == "value":
-            rows.sort(key=lambda r: (r[1].value is None, r[1].value or 0.0))
-        start = (decode_cursor(cursor, ChildCursor) or ChildCursor(0)).position
-        shown = rows[start : start + limit]
+        keyed = []
+        for order, (kid, value) in enumerate(rows):  # rows come in Vietnamese order
+            if sort == "gap":
+                key = ChildCursor(value.gap is None, -(value.gap or 0.0), order)
+            elif sort == "value":
+                key = ChildCursor(value.value is None, value.value or 0.0, order)
+            else:
+                key = ChildCursor(False, 0.0, order)
+            keyed.append((key, kid, value))
+        keyed.sort(key=lambda item: item[0])
+        after = decode_cursor(cursor, ChildCursor)
+        shown = [item for item in keyed if after is None or item[0] > after][: limit + 1]
         return Page(
-            items=[ChildRow(area=kid.public(language), indicator=value) for kid, value in shown],
-            next_cursor=(
-                encode_cursor(ChildCursor(start + limit)) if start + limit < len(rows) else None
-            ),
+            items=[
+                ChildRow(area=kid.public(language), indicator=value)
+                for _, kid, value in shown[:limit]
+            ],
+            next_cursor=encode_cursor(shown[limit - 1][0]) if len(shown) > limit else None,
         )
 
     @get("/{code:str}/series", responses=problems(401, 403, 404))
