@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from schemas.base import NO_NUL, Label, Password, Phone, Schema
 from schemas.errors import FieldProblem
-from schemas.modules import Module
+from schemas.modules import LearnerProgress, Module
 from schemas.surveys import Key, SurveyVersion
 
 # An answer: a number, true/false, a text, a date ("2025-07-01") or the list of values of a
@@ -127,6 +127,8 @@ class SyncPull(Schema):
     deleted_households: list[uuid.UUID]
     # Published module versions, in the caller's language (as GET /modules/{id}).
     modules: list[Module] = []
+    # Learners' progress in the caller's ward (a resident: their household) that changed.
+    progress: list[LearnerProgress] = []
 
 
 class NewInvite(Schema):

@@ -225,6 +225,21 @@ class Progress(Schema):
     attempts: int
 
 
+class LearnerProgress(Schema):
+    """One learner's progress in one module, as a sync pull returns it. The learner is a
+    household member (``memberId`` of the survey roster), a household, or a user."""
+
+    module_id: uuid.UUID
+    learner_id: uuid.UUID
+    household_id: uuid.UUID | None
+    lessons: list[str]
+    completed: bool
+    attempts: int
+    passed: bool
+    best_score: float | None
+    updated_at: datetime
+
+
 # Learning statistics
 
 

@@ -340,6 +340,21 @@ async def test_a_day_offline_syncs_in_one_push(
     )
     assert tuple(counters) == (1, 1, 1, 1)
 
+    # Another phone of the ward pulls the grandmother's progress; a later pull has nothing
+    # new until it changes again.
+    pulled = (await client.get("/api/v1/sync/pull", headers=team)).json()
+    assert [
+        (p["learnerId"], p["householdId"], p["completed"], p["passed"], p["attempts"])
+        for p in pulled["progress"]
+    ] == [(grandmother, household, True, True, 1)]
+    assert sorted(pulled["progress"][0]["lessons"]) == sorted(lessons)
+    quiet = await client.get(f"/api/v1/sync/pull?since={pulled['cursor']}", headers=team)
+    assert quiet.json()["progress"] == []
+    retake = {**quiz, "attemptId": str(uuid.uuid4()), "answers": {"q1": ["a"]}}
+    await client.post("/api/v1/sync/push", json={"attempts": [retake]}, headers=team)
+    later = await client.get(f"/api/v1/sync/pull?since={pulled['cursor']}", headers=team)
+    assert [(p["learnerId"], p["attempts"]) for p in later.json()["progress"]] == [(grandmother, 2)]
+
     too_many = {"progress": [progress] * 300, "attempts": [quiz] * 201}
     refused = await client.post("/api/v1/sync/push", json=too_many, headers=team)
     assert refused.status_code == 400

@@ -12,7 +12,9 @@ import uuid
 import asyncpg
 import msgspec
 
-HOUSEHOLD, DELETION, SURVEY_VERSION, MODULE_VERSION = 1, 2, 0, 3
+from schemas.modules import LearnerProgress
+
+HOUSEHOLD, DELETION, SURVEY_VERSION, MODULE_VERSION, PROGRESS = 1, 2, 0, 3, 4
 
 
 class Change(msgspec.Struct, frozen=True, array_like=True):
@@ -57,6 +59,11 @@ async def changes(
                SELECT change_xid::text::bigint, 3, module_id::text || '/' || version
                FROM learning_module_version
                WHERE change_xid >= $3::text::xid8 AND change_xid < $4::text::xid8
+               UNION ALL
+               SELECT change_xid::text::bigint, 4, module_id::text || '/' || learner_id
+               FROM learner_module
+               WHERE ward_id = $1 AND ($2::uuid IS NULL OR household_id = $2)
+                 AND change_xid >= $3::text::xid8 AND change_xid < $4::text::xid8
            ) c
            WHERE ($5::bigint IS NULL OR (xid, kind, key) > ($5, $6, $7::text))
            ORDER BY xid, kind, key
@@ -71,3 +78,19 @@ async def changes(
         limit,
     )
     return [Change(row["xid"], row["kind"], row["key"]) for row in rows]
+
+
+async def learner_progress(
+    conn: asyncpg.Connection, keys: list[tuple[uuid.UUID, uuid.UUID]]
+) -> list[LearnerProgress]:
+    """Progress rows by (module, learner), in the order given."""
+    rows = await conn.fetch(
+        """SELECT l.module_id, l.learner_id, l.household_id, l.lessons, l.completed,
+                  l.attempts, l.passed, l.best_score, l.updated_at
+           FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS k(module_id, learner_id, n)
+           JOIN learner_module l USING (module_id, learner_id)
+           ORDER BY k.n""",
+        [module_id for module_id, _ in keys],
+        [learner_id for _, learner_id in keys],
+    )
+    return [msgspec.convert(row, LearnerProgress, from_attributes=True) for row in rows]

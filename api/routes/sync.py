@@ -55,7 +55,8 @@ async def pull(
 ) -> SyncPull:
     """What the caller needs offline that changed since ``since``: published survey versions,
     published learning-module versions (in the caller's language, without the answers), the
-    households of their ward with their current answers, and deleted households.
+    households of their ward with their current answers, deleted households, and the
+    learning progress of the ward's learners (a resident: their household's).
 
     Call again with the returned ``cursor`` while ``more`` is true; keep the last cursor for
     the next sync. The cursor is a server sequence (transaction ids), never a clock.
@@ -78,6 +79,10 @@ async def pull(
     found = found[:limit]
     household_ids = [uuid.UUID(c.key) for c in found if c.kind == q.HOUSEHOLD]
     deleted = [uuid.UUID(c.key) for c in found if c.kind == q.DELETION]
+    progress_keys = [
+        (uuid.UUID(module_id), uuid.UUID(learner_id))
+        for module_id, learner_id in (c.key.split("/") for c in found if c.kind == q.PROGRESS)
+    ]
     version_keys = set()
     for change in found:
         if change.kind == q.SURVEY_VERSION:
@@ -104,6 +109,7 @@ async def pull(
         households=await hq.household_states(conn, household_ids),
         deleted_households=deleted,
         modules=modules,
+        progress=await q.learner_progress(conn, progress_keys),
     )
 
 
