@@ -90,9 +90,10 @@ def content_hash(submission: NewSubmission) -> bytes:
     return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
-def _raw_id(raw: Any) -> uuid.UUID | None:
+def raw_item_id(raw: Any, key: str = "id") -> uuid.UUID | None:
+    """The id of a pushed item that failed to decode, if it has a readable one."""
     try:
-        return uuid.UUID(str(raw.get("id"))) if isinstance(raw, dict) else None
+        return uuid.UUID(str(raw.get(key))) if isinstance(raw, dict) else None
     except ValueError:
         return None
 
@@ -152,7 +153,7 @@ async def ingest(
         try:
             parsed.append((index, msgspec.convert(raw, NewSubmission)))
         except msgspec.ValidationError as exc:
-            reject(index, _raw_id(raw), [field_error(str(exc))])
+            reject(index, raw_item_id(raw), [field_error(str(exc))])
 
     versions = await cache.get(conn, {(s.survey_id, s.survey_version) for _, s in parsed})
     now = datetime.now(UTC)

@@ -30,6 +30,7 @@ import msgspec
 from api.auth import Principal
 from api.errors import FieldError, field_error, translate_errors
 from api.i18n import N_
+from api.ingest import raw_item_id
 from api.queries import households as hq
 from api.queries import modules as q
 from schemas.households import ItemResult, ItemStatus
@@ -495,13 +496,6 @@ def _result(
     )
 
 
-def _raw_id(raw: Any, key: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(raw.get(key))) if isinstance(raw, dict) else None
-    except ValueError:
-        return None
-
-
 async def push_progress(
     conn: asyncpg.Connection,
     cache: ModuleCache,
@@ -516,7 +510,7 @@ async def push_progress(
             item = msgspec.convert(raw, PushProgress)
         except msgspec.ValidationError as exc:
             errors = [field_error(str(exc))]
-            results.append(_result(_raw_id(raw, "id"), "rejected", language, errors))
+            results.append(_result(raw_item_id(raw), "rejected", language, errors))
             continue
         outcome = await record_progress(conn, cache, principal, item.module_id, item)
         if outcome.status == "not_found":
@@ -546,7 +540,7 @@ async def push_attempts(
             item = msgspec.convert(raw, PushAttempt)
         except msgspec.ValidationError as exc:
             errors = [field_error(str(exc))]
-            results.append(_result(_raw_id(raw, "attemptId"), "rejected", language, errors))
+            results.append(_result(raw_item_id(raw, "attemptId"), "rejected", language, errors))
             continue
         outcome = await record_attempt(conn, cache, principal, item.module_id, item, language)
         if outcome.status == "not_found":
