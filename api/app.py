@@ -14,6 +14,7 @@ from litestar.openapi.spec import Contact, Tag
 from litestar.routes import HTTPRoute
 
 from api.auth import jwt_auth
+from api.cardcache import CardCache
 from api.config import Settings, jwt_secret, settings_from_env
 from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
@@ -70,6 +71,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     secret = jwt_secret(settings)
     security = jwt_auth(secret, settings.access_token_ttl)
     metrics = Metrics(get_pool=lambda: app.state.get("pool"))
+    cards = CardCache()
 
     # Signing in needs no token; everything else under /api/v1 does (and says so in OpenAPI).
     public = Router(
@@ -103,12 +105,12 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     )
     app = Litestar(
         route_handlers=[health.healthz, health.readyz, health.metrics, public, signed_in],
-        lifespan=[pool_lifespan(dsn, settings.pool_min, settings.pool_max)],
+        lifespan=[pool_lifespan(dsn, settings.pool_min, settings.pool_max), cards.lifespan(dsn)],
         on_startup=[remember_allowed_methods],
         before_request=answer_options,
         dependencies={"conn": Provide(provide_conn)},
         exception_handlers={Exception: handle_exception},
-        middleware=[metrics.middleware, security.middleware],
+        middleware=[metrics.middleware, cards.middleware, security.middleware],
         request_max_body_size=settings.max_body_bytes,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         openapi_config=OpenAPIConfig(
@@ -148,6 +150,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     app.state.surveys = SurveyCache()
     app.state.indicators = CatalogCache()
     app.state.places = Places()
+    app.state.cards = cards
     app.state.modules = ModuleCache()
     app.state.jwt_secret = secret
     app.state.metrics = metrics

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final, Literal
 
@@ -145,10 +145,11 @@ def issue_access_token(secret: str, ttl_seconds: int, principal: Principal) -> s
 
 def requires_role(
     *roles: Role,
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    """A guard: the caller's role must be one of ``roles`` (403 otherwise)."""
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]:
+    """A guard: the caller's role must be one of ``roles`` (403 otherwise). Async, because
+    Litestar runs a plain function guard in a worker thread."""
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if connection.scope.get("method") == "OPTIONS":
             return  # Litestar answers OPTIONS itself, before (and without) authentication
         user = connection.scope.get("user")

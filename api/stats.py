@@ -144,19 +144,19 @@ class Places:
         self._by_code: dict[str, Place] = {}
         self._children: dict[int | None, list[Place]] = {}
 
-    async def _load(self, conn: asyncpg.Connection) -> None:
+    async def _load(self, db: asyncpg.Connection | asyncpg.Pool) -> None:
         if self._by_code:
             return
-        for row in await q.areas(conn):
+        for row in await q.areas(db):
             level: Literal["province", "ward"] = "province" if row.level == "province" else "ward"
             place = Place(row.id, row.code, row.name, level, row.parent_id, row.province_id)
             self._by_code[place.code] = place
             self._children.setdefault(place.parent_id, []).append(place)
 
-    async def find(self, conn: asyncpg.Connection, code: str) -> Place | None:
+    async def find(self, db: asyncpg.Connection | asyncpg.Pool, code: str) -> Place | None:
         if code.upper() == NATION_CODE:
             return NATION
-        await self._load(conn)
+        await self._load(db)
         return self._by_code.get(code)
 
     async def children(self, conn: asyncpg.Connection, parent_id: int | None) -> list[Place]:

@@ -243,9 +243,9 @@ class AreaRow(NamedTuple):
     province_id: int
 
 
-async def areas(conn: asyncpg.Connection) -> list[AreaRow]:
+async def areas(db: asyncpg.Connection | asyncpg.Pool) -> list[AreaRow]:
     """Every province and ward, in Vietnamese order."""
-    rows = await conn.fetch(
+    rows = await db.fetch(
         """SELECT id, code, name, level, parent_id, province_id FROM area
            WHERE scheme = 'vn2025' ORDER BY sort_key, code"""
     )

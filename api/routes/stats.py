@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, NamedTuple, cast
 
 import asyncpg
-from litestar import Controller, Request, Response, get, put
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get, put
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
@@ -14,6 +15,7 @@ from litestar.response import Stream
 from litestar.security.jwt import Token
 
 from api.auth import Principal, Role, requires_role
+from api.cardcache import NATION_GROUP, CardCache
 from api.errors import Forbidden, NotFound, invalid, problems
 from api.exports import CSV_TYPE, XLSX_TYPE, csv_stream, xlsx_stream
 from api.i18n import N_, negotiate
@@ -25,6 +27,7 @@ from api.queries import stats as q
 from api.routes.auth import client_addr
 from api.stats import (
     Grain,
+    Period,
     Place,
     Places,
     card,
@@ -80,9 +83,9 @@ def _indicator(catalog: Catalog, code: str) -> Indicator:
 
 
 async def _readable(
-    conn: asyncpg.Connection, places: Places, principal: Principal, code: str
+    db: asyncpg.Connection | asyncpg.Pool, places: Places, principal: Principal, code: str
 ) -> Place:
-    place = await places.find(conn, code)
+    place = await places.find(db, code)
     if place is None or not may_read(principal, place):
         raise StatsAreaNotFound()
     return place
@@ -98,26 +101,21 @@ class StatsRoutes(Controller):
         self,
         request: Request[Principal, Token, Any],
         state: State,
-        conn: NamedDependency[asyncpg.Connection],
         code: FromPath[AreaCode],
         period: FromQuery[PeriodText] = "current",
-    ) -> Card:
+    ) -> Response[Card]:
         """The indicator card of a ward, a province or the nation (`VN`) for a period.
 
         Each household counts with its latest accepted submission as of the end of the
         period. Suppressed except for a ward official's or team member's own ward.
         """
-        language = negotiate(request.headers.get("accept-language"))
-        place = await _readable(conn, state.places, request.user, code)
-        return await card(
-            conn,
-            await state.indicators.get(conn),
-            state.places,
+        place = await _readable(state.pool, state.places, request.user, code)
+        return await _card_answer(
+            state,
             place,
             parse_period(period, today()),
             exact=sees_exact(request.user, place.id),
-            language=language,
-            versions=state.modules.get,
+            language=negotiate(request.headers.get("accept-language")),
         )
 
     @get("/{code:str}/children", responses=problems(401, 403, 404))
@@ -341,23 +339,53 @@ async def set_target(
 async def get_public_area_stats(
     request: Request[Any, Any, Any],
     state: State,
-    conn: NamedDependency[asyncpg.Connection],
     code: FromPath[AreaCode],
     period: FromQuery[PeriodText] = "current",
 ) -> Response[Card]:
     """Any area's card without signing in: always suppressed, cacheable for 5 minutes."""
-    language = negotiate(request.headers.get("accept-language"))
-    place = await state.places.find(conn, code)
+    place = await state.places.find(state.pool, code)
     if place is None:
         raise StatsAreaNotFound()
-    body = await card(
-        conn,
-        await state.indicators.get(conn),
-        state.places,
+    return await _card_answer(
+        state,
         place,
         parse_period(period, today()),
         exact=False,
-        language=language,
-        versions=state.modules.get,
+        language=negotiate(request.headers.get("accept-language")),
+        headers={"Cache-Control": PUBLIC_CACHE, "Vary": "Accept-Language"},
     )
-    return Response(body, headers={"Cache-Control": PUBLIC_CACHE, "Vary": "Accept-Language"})
+
+
+async def _card_answer(
+    state: State,
+    place: Place,
+    period: Period,
+    *,
+    exact: bool,
+    language: str,
+    headers: dict[str, str] | None = None,
+) -> Response[Card]:
+    """The card as this process last rendered it, while its counters have not changed
+    (api/cardcache.py); otherwise built and kept. A kept card needs no connection, so one
+    is taken from the pool only to build."""
+    cards: CardCache = state.cards
+    group = place.province_id or NATION_GROUP
+    key = (place.code, period, exact, language)
+    body = cards.get(group, key)
+    if body is None:
+        seen = cards.generation(group)
+        async with state.pool.acquire() as conn:
+            built = await card(
+                conn,
+                await state.indicators.get(conn),
+                state.places,
+                place,
+                period,
+                exact=exact,
+                language=language,
+                versions=state.modules.get,
+            )
+        body = msgspec.json.encode(built)
+        cards.put(group, key, seen, body)
+    # Already JSON: Litestar sends bytes as they are (the cast only keeps Card in OpenAPI).
+    return Response(cast(Card, body), media_type=MediaType.JSON, headers=headers)

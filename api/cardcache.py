@@ -1,0 +1,170 @@
+"""Rendered statistics cards, kept per process until the counters under them change.
+
+A card is read far more often than its numbers change (officials open dashboards all day;
+a ward's counters change when its team pushes), and building one costs more Python than the
+queries behind it. So each process keeps the cards it rendered, as JSON bytes, grouped by
+province, and drops a province's cards (and the nation's) when that province changes.
+
+Every write to the counters, the learning counters, the targets or the published modules
+notifies ``stats_changed`` with the provinces it touched (triggers, migration 0007; empty
+payload: everything). Each process listens on a connection of its own. Cards are kept only
+while that connection is up: if it drops, the cache is emptied and bypassed until it is back,
+so a card can be stale only for the time a notification takes to arrive (about a
+millisecond). The process that made a write also drops the cards of the writer's province
+before answering, so a caller always sees their own change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Hashable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import asyncpg
+from litestar import Litestar
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+CHANNEL: Final = "stats_changed"
+LISTENER: Final = "congdongso-cards"  # the listening connection's application_name
+NATION_GROUP: Final = 0  # cards of the nation depend on every province
+PING_SECONDS: Final = 5.0  # how soon a silently dead listener is noticed
+RETRY_SECONDS: Final = 1.0
+READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class CardCache:
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._groups: dict[int, dict[Hashable, bytes]] = {}
+        self._size = 0
+        # A rendering may be stored only if nothing changed since it started to read.
+        self._epoch = 0  # bumped when everything changes, and when listening starts or stops
+        self._generations: dict[int, int] = {}
+        self.listening = False
+        self.hits = 0
+        self.misses = 0
+
+    # Reading and storing ---------------------------------------------------------------------
+
+    def generation(self, group: int) -> tuple[int, int]:
+        return self._epoch, self._generations.get(group, 0)
+
+    def get(self, group: int, key: Hashable) -> bytes | None:
+        found = self._groups.get(group, {}).get(key) if self.listening else None
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def put(self, group: int, key: Hashable, seen: tuple[int, int], body: bytes) -> None:
+        """Keep ``body`` unless its group changed after ``seen`` (read before the query)."""
+        if not self.listening or self.generation(group) != seen:
+            return
+        if self._size >= self.capacity:
+            self.clear()  # rare (a few thousand cards fit); simpler than LRU bookkeeping
+        cards = self._groups.setdefault(group, {})
+        if key not in cards:
+            self._size += 1
+        cards[key] = body
+
+    # Forgetting -------------------------------------------------------------------------------
+
+    def changed(self, provinces: list[int] | None) -> None:
+        """Drop the cards of these provinces and of the nation (``None``: all cards)."""
+        if provinces is None:
+            self.clear()
+            return
+        for group in (*provinces, NATION_GROUP):
+            self._generations[group] = self._generations.get(group, 0) + 1
+            self._size -= len(self._groups.pop(group, {}))
+
+    def clear(self) -> None:
+        self._epoch += 1
+        self._groups.clear()
+        self._size = 0
+
+    def notified(self, payload: str) -> None:
+        try:
+            provinces = [int(part) for part in payload.split(",")] if payload else None
+        except ValueError:
+            provinces = None  # not ours to interpret: forget everything, to be safe
+        self.changed(provinces)
+
+    # Listening --------------------------------------------------------------------------------
+
+    async def listen(self, dsn: str) -> None:
+        """Listen for changes for as long as the task runs, reconnecting when needed."""
+        while True:
+            try:
+                await self._listen_once(dsn)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                log.warning("card cache: listener lost (%s); cards are not cached", error)
+            finally:
+                self._stop()
+            await asyncio.sleep(RETRY_SECONDS)
+
+    async def _listen_once(self, dsn: str) -> None:
+        conn = await asyncpg.connect(dsn, server_settings={"application_name": LISTENER})
+        try:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _: lost.set())
+            await conn.add_listener(CHANNEL, lambda *args: self.notified(args[3]))
+            self.clear()  # begins a new epoch: nothing read before now is kept
+            self.listening = True
+            while not lost.is_set():
+                try:
+                    await asyncio.wait_for(lost.wait(), PING_SECONDS)
+                except TimeoutError:
+                    await conn.fetchval("SELECT 1", timeout=PING_SECONDS)
+        finally:
+            self._stop()
+            if not conn.is_closed():
+                await conn.close(timeout=PING_SECONDS)
+
+    def _stop(self) -> None:
+        self.listening = False
+        self.clear()
+
+    # Wiring -----------------------------------------------------------------------------------
+
+    def lifespan(self, dsn: str) -> Any:
+        @asynccontextmanager
+        async def listening(_: Litestar) -> AsyncGenerator[None, None]:
+            task = asyncio.create_task(self.listen(dsn))
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        return listening
+
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """After a caller's successful write, drop this process's cards of the caller's
+        province (all, for a national caller) before the answer leaves: the notification
+        may arrive a moment later, and the caller's next request could come first."""
+
+        async def forgetting(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP or scope.get("method") in READS:
+                await app(scope, receive, send)
+                return
+
+            async def send_wrapper(message: Message) -> None:
+                if message["type"] == "http.response.start" and message["status"] < 400:
+                    caller = scope.get("user")  # set by authentication, on this same scope
+                    if caller is not None:
+                        province = getattr(caller, "province_id", None)
+                        self.changed(None if province is None else [province])
+                await send(message)
+
+            await app(scope, receive, send_wrapper)
+
+        return forgetting

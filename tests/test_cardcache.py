@@ -1,0 +1,155 @@
+"""Rendered cards are kept per process until the counters under them change: the caller's
+own writes show at once, other processes' writes as soon as their notification arrives, and
+without a listener nothing is kept."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api.cardcache import LISTENER, CardCache
+from tests.conftest import BA_DINH, HAC_THANH, THANH_HOA, Accounts, member, submission
+from tests.test_stats import card, cells, new_household, push, ward_team
+
+pytestmark = pytest.mark.anyio
+
+Client = AsyncTestClient[Litestar]
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], seconds: float = 5.0) -> None:
+    """Wait for ``check`` to hold (a notification or a reconnection takes a moment)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "did not happen in time"
+        await asyncio.sleep(0.02)
+
+
+async def listening(cards: CardCache) -> bool:
+    return cards.listening
+
+
+def smartphone(body: dict[str, Any]) -> tuple[Any, Any]:
+    return cells(body)["ADULT_SMARTPHONE"]
+
+
+def target(body: dict[str, Any]) -> Any:
+    return next(i["target"] for i in body["indicators"] if i["code"] == "ADULT_SMARTPHONE")
+
+
+async def test_a_card_is_kept_until_its_province_changes(
+    app: Litestar, client: Client, accounts: Accounts
+) -> None:
+    cards: CardCache = app.state.cards
+    await eventually(lambda: listening(cards))
+    team = await ward_team(accounts, HAC_THANH)
+    official = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+    admin = await accounts.headers(await accounts.create("admin"))
+    household = await new_household(client, team, HAC_THANH)
+
+    first = await card(client, official, HAC_THANH)
+    hanoi = await card(client, admin, BA_DINH)
+    hits = cards.hits
+    assert await card(client, official, HAC_THANH) == first
+    assert cards.hits == hits + 1
+    province = await accounts.headers(await accounts.create("province_official", THANH_HOA))
+    await card(client, province, HAC_THANH)
+
+    # The team's push shows on the very next read, in this process.
+    await push(client, team, [submission(household, [member(1990), member(1992)])])
+    after = await card(client, official, HAC_THANH)
+    assert smartphone(after) == (2, 2)
+    assert smartphone(first) == (0, 0)
+    # The same ward seen by the province is another card (suppressed), kept apart.
+    seen = await card(client, province, HAC_THANH)
+    assert seen["indicators"][0]["suppressed"] is True
+    assert after["indicators"][0]["suppressed"] is False
+    # ... and in English, a card of its own.
+    english = await card(client, official, HAC_THANH, **{"Accept-Language": "en"})
+    assert english["area"] == after["area"]
+    assert english["indicators"][0]["name"] != after["indicators"][0]["name"]
+
+    # Another province's cards were not dropped by Thanh Hóa's change.
+    hits = cards.hits
+    assert await card(client, admin, BA_DINH) == hanoi
+    assert cards.hits == hits + 1
+
+
+async def test_another_process_change_reaches_the_kept_card(
+    app: Litestar, client: Client, accounts: Accounts, db: asyncpg.Connection
+) -> None:
+    cards: CardCache = app.state.cards
+    await eventually(lambda: listening(cards))
+    official = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+    admin_id = (await accounts.create("admin")).id
+    assert target(await card(client, official, HAC_THANH)) == 0.8
+    assert target(await card(client, official, HAC_THANH)) == 0.8  # kept
+
+    # `db` is another session, as another API process or a CLI rebuild would be.
+    await db.execute(
+        """INSERT INTO target (area_id, indicator, year, value, updated_by)
+           SELECT id, 'ADULT_SMARTPHONE', extract(year FROM now())::int, 0.55, $1
+           FROM area WHERE code = $2""",
+        admin_id,
+        THANH_HOA,
+    )
+
+    async def target_changed() -> bool:
+        return bool(target(await card(client, official, HAC_THANH)) == 0.55)
+
+    await eventually(target_changed)
+
+    await db.execute(
+        """INSERT INTO stat_current (area_id, parent_id, measure, numerator, denominator, shard)
+           SELECT id, parent_id, 'ADULT_SMARTPHONE', 3, 4, 0 FROM area WHERE code = $1
+           ON CONFLICT (area_id, measure, shard) DO UPDATE SET numerator = 3, denominator = 4""",
+        HAC_THANH,
+    )
+
+    async def counted() -> bool:
+        return smartphone(await card(client, official, HAC_THANH)) == (3, 4)
+
+    await eventually(counted)
+
+
+async def test_without_its_listener_no_card_is_kept(
+    app: Litestar, client: Client, accounts: Accounts, db: asyncpg.Connection
+) -> None:
+    cards: CardCache = app.state.cards
+    await eventually(lambda: listening(cards))
+    official = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+    await card(client, official, HAC_THANH)
+
+    terminated = await db.fetchval(
+        """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+           WHERE application_name = $1 AND datname = current_database()""",
+        LISTENER,
+    )
+    assert terminated == 1
+
+    async def stopped() -> bool:
+        return not cards.listening
+
+    await eventually(stopped)
+    # Not listening: every read builds the card, so a change made elsewhere shows at once.
+    await db.execute(
+        """INSERT INTO stat_current (area_id, parent_id, measure, numerator, denominator, shard)
+           SELECT id, parent_id, 'ADULT_SMARTPHONE', 5, 6, 3 FROM area WHERE code = $1
+           ON CONFLICT (area_id, measure, shard) DO UPDATE SET numerator = 5, denominator = 6""",
+        HAC_THANH,
+    )
+    assert smartphone(await card(client, official, HAC_THANH)) == (5, 6)
+    hits = cards.hits
+    await card(client, official, HAC_THANH)
+    assert cards.hits == hits
+
+    # It reconnects by itself, and keeps cards again.
+    await eventually(lambda: listening(cards))
+    await card(client, official, HAC_THANH)
+    await card(client, official, HAC_THANH)
+    assert cards.hits == hits + 1
