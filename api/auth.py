@@ -11,15 +11,13 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Final, Literal
+from typing import Any, ClassVar, Final, Literal, Self, cast
 
-import jwt
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.security.jwt import JWTAuth, Token
-from litestar.security.jwt.token import JWTDecodeOptions
 
 from api.errors import Forbidden
 
@@ -65,48 +63,66 @@ async def principal_from_token(token: Token, _: ASGIConnection[Any, Any, Any, An
         raise NotAuthorizedException() from exc
 
 
+def _hashable(value: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+    return value if isinstance(value, str | None) else tuple(value)
+
+
 class VerifiedToken(Token):
-    """A token whose signature check is remembered for its exact text.
+    """A token whose check is remembered for its exact text.
 
     A phone sends the same access token with every request for its 15-minute life, and
-    verifying it (base64, HMAC, JSON, claims) costs about as much as a small query. The same
-    text always verifies the same way, so the verified payload is kept, keyed by the token
-    and the verification settings; expiry is still checked on every use.
+    checking it (base64, HMAC, JSON, claims, building the Token) costs about as much as a
+    small query. The same text always checks the same way, so the decoded token is kept,
+    keyed by the text and the checking settings; expiry is still checked on every use.
     """
 
-    _verified: ClassVar[OrderedDict[tuple[Any, ...], dict[str, Any]]] = OrderedDict()
+    _verified: ClassVar[OrderedDict[tuple[Any, ...], VerifiedToken]] = OrderedDict()
     _capacity: ClassVar[int] = 10_000
 
     @classmethod
-    def decode_payload(
+    def decode(
         cls,
         encoded_token: str,
         secret: str,
-        algorithms: list[str],
-        issuer: str | Sequence[str] | None = None,
+        algorithm: str,
         audience: str | Sequence[str] | None = None,
-        options: JWTDecodeOptions | None = None,
-    ) -> Any:
+        issuer: str | Sequence[str] | None = None,
+        require_claims: Sequence[str] | None = None,
+        verify_exp: bool = True,
+        verify_nbf: bool = True,
+        strict_audience: bool = False,
+    ) -> Self:
         key = (
             encoded_token,
             secret,
-            tuple(algorithms),
-            issuer if isinstance(issuer, str | None) else tuple(issuer),
-            audience if isinstance(audience, str | None) else tuple(audience),
-            repr(sorted((options or {}).items())),  # values may be lists
+            algorithm,
+            _hashable(audience),
+            _hashable(issuer),
+            _hashable(require_claims),
+            verify_exp,
+            verify_nbf,
+            strict_audience,
         )
-        payload = cls._verified.get(key)
-        if payload is None:
-            payload = super().decode_payload(
-                encoded_token, secret, algorithms, issuer, audience, options
+        token = cls._verified.get(key)
+        if token is None:
+            token = super().decode(
+                encoded_token,
+                secret,
+                algorithm,
+                audience,
+                issuer,
+                require_claims,
+                verify_exp,
+                verify_nbf,
+                strict_audience,
             )
-            cls._verified[key] = payload
+            cls._verified[key] = token
             if len(cls._verified) > cls._capacity:
                 cls._verified.popitem(last=False)
-        elif payload["exp"] <= datetime.now(UTC).timestamp():
+        elif verify_exp and token.exp <= datetime.now(UTC):
             del cls._verified[key]
-            raise jwt.ExpiredSignatureError("Signature has expired")
-        return dict(payload)  # Token.decode changes the dict it gets
+            raise NotAuthorizedException("Invalid token")  # as Token.decode says it
+        return cast(Self, token)
 
 
 def jwt_auth(secret: str, ttl_seconds: int) -> JWTAuth[Principal, Token]:

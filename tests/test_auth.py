@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -154,6 +155,20 @@ async def test_expired_tampered_and_foreign_tokens_are_rejected(
         response = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {bad}"})
         assert response.status_code == 401, bad
         assert response.json()["code"] == "unauthorized"
+
+
+async def test_a_remembered_token_still_expires(client: Client, accounts: Accounts) -> None:
+    """Checked tokens are remembered (api.auth.VerifiedToken), not their validity."""
+    user = await accounts.create("admin")
+    expires_at = int(time.time()) + 2
+    token = _token(str(user.id), exp_delta=expires_at - int(time.time()))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 200  # remembered
+    await asyncio.sleep(expires_at - time.time() + 0.05)
+    response = await client.get("/api/v1/me", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
 
 
 async def test_lockout_after_repeated_failures(
