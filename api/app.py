@@ -70,8 +70,8 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     settings = settings or settings_from_env()
     secret = jwt_secret(settings)
     security = jwt_auth(secret, settings.access_token_ttl)
-    metrics = Metrics(get_pool=lambda: app.state.get("pool"))
     cards = CardCache()
+    metrics = Metrics(get_pool=lambda: app.state.get("pool"), cards=cards)
 
     # Signing in needs no token; everything else under /api/v1 does (and says so in OpenAPI).
     public = Router(
@@ -105,7 +105,10 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     )
     app = Litestar(
         route_handlers=[health.healthz, health.readyz, health.metrics, public, signed_in],
-        lifespan=[pool_lifespan(dsn, settings.pool_min, settings.pool_max), cards.lifespan(dsn)],
+        lifespan=[
+            pool_lifespan(dsn, settings.pool_min, settings.pool_max),
+            *([cards.lifespan(dsn)] if settings.card_cache else []),
+        ],
         on_startup=[remember_allowed_methods],
         before_request=answer_options,
         dependencies={"conn": Provide(provide_conn)},

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, Hashable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -36,6 +36,7 @@ NATION_GROUP: Final = 0  # cards of the nation depend on every province
 PING_SECONDS: Final = 5.0  # how soon a silently dead listener is noticed
 RETRY_SECONDS: Final = 1.0
 READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+Building = asyncio.Future[bytes | None]  # a card being built; None if the build failed
 
 
 class CardCache:
@@ -46,9 +47,14 @@ class CardCache:
         # A rendering may be stored only if nothing changed since it started to read.
         self._epoch = 0  # bumped when everything changes, and when listening starts or stops
         self._generations: dict[int, int] = {}
+        self._building: dict[tuple[int, Hashable], tuple[tuple[int, int], Building]] = {}
         self.listening = False
         self.hits = 0
-        self.misses = 0
+        self.builds = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     # Reading and storing ---------------------------------------------------------------------
 
@@ -57,9 +63,7 @@ class CardCache:
 
     def get(self, group: int, key: Hashable) -> bytes | None:
         found = self._groups.get(group, {}).get(key) if self.listening else None
-        if found is None:
-            self.misses += 1
-        else:
+        if found is not None:
             self.hits += 1
         return found
 
@@ -73,6 +77,34 @@ class CardCache:
         if key not in cards:
             self._size += 1
         cards[key] = body
+
+    async def card(self, group: int, key: Hashable, build: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The kept card, or one built now. Requests that miss while the same card is being
+        built from data no older than theirs wait for that build instead of repeating it:
+        after a push drops a card, 64 dashboards asking for it cost one build, not 64."""
+        found = self.get(group, key)
+        if found is not None:
+            return found
+        seen = self.generation(group)
+        building = self._building.get((group, key))
+        if self.listening and building is not None and building[0] == seen:
+            shared = await asyncio.shield(building[1])
+            if shared is not None:
+                return shared
+        done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self._building[(group, key)] = (seen, done)
+        self.builds += 1
+        try:
+            body = await build()
+        except BaseException:
+            done.set_result(None)  # those waiting build it themselves
+            raise
+        finally:
+            if self._building.get((group, key), (None, None))[1] is done:
+                del self._building[(group, key)]
+        done.set_result(body)
+        self.put(group, key, seen, body)
+        return body
 
     # Forgetting -------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ _ENV_NAMES = {
     "CONGDONGSO_LOGIN_WINDOW": "login_window",
     "CONGDONGSO_LOG_LEVEL": "log_level",
     "CONGDONGSO_WORKERS": "workers",
+    "CONGDONGSO_CARD_CACHE": "card_cache",
 }
 
 
@@ -58,6 +59,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     login_max_failures_per_addr: int = 20  # per client address within the window
     login_window: int = 900  # seconds; also the lockout length
     log_level: str = "INFO"
+    # Keep rendered cards until their province changes (api/cardcache.py); false: build
+    # every card (one listening connection fewer per worker).
+    card_cache: bool = True
 
     @property
     def production(self) -> bool:

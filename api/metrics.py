@@ -14,8 +14,10 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from api.cardcache import CardCache
 
 access_log = logging.getLogger("congdongso.access")
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series are noise
@@ -39,8 +41,26 @@ class PoolCollector(Collector):
         yield GaugeMetricFamily("db_pool_max", "Pool capacity", value=pool.get_max_size())
 
 
+class CardCacheCollector(Collector):
+    """How the kept statistics cards do (api/cardcache.py), read at scrape time."""
+
+    def __init__(self, cards: CardCache) -> None:
+        self.cards = cards
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        cards = self.cards
+        yield CounterMetricFamily("card_cache_hits", "Cards served as kept", value=cards.hits)
+        yield CounterMetricFamily("card_cache_builds", "Cards built", value=cards.builds)
+        yield GaugeMetricFamily("card_cache_cards", "Cards kept now", value=cards.size)
+        yield GaugeMetricFamily(
+            "card_cache_listening",
+            "1 while the stats_changed listener is up (cards are kept only then)",
+            value=int(cards.listening),
+        )
+
+
 class Metrics:
-    def __init__(self, get_pool: Callable[[], Any]) -> None:
+    def __init__(self, get_pool: Callable[[], Any], cards: CardCache) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "http_requests",
@@ -56,6 +76,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(PoolCollector(get_pool))
+        self.registry.register(CardCacheCollector(cards))
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def measured(scope: Scope, receive: Receive, send: Send) -> None:

@@ -130,9 +130,11 @@ class Server:
 
 
 @asynccontextmanager
-async def serve(ctx: Context, name: str) -> AsyncIterator[Server]:
+async def serve(
+    ctx: Context, name: str, settings: dict[str, str] | None = None
+) -> AsyncIterator[Server]:
     """Run the API under ``name`` (granian or uvicorn, one worker per core) until the block
-    ends."""
+    ends, with default settings but for ``settings`` (CONGDONGSO_* variables)."""
     port = free_port()
     # As many workers as `congdongso serve` starts by default (one per core).
     workers = ctx.settings.workers
@@ -145,7 +147,7 @@ async def serve(ctx: Context, name: str) -> AsyncIterator[Server]:
         "DATABASE_URL": ctx.dsn,
         "CONGDONGSO_LOG_LEVEL": "WARNING",
         "CONGDONGSO_DATA_DIR": str(DATA_DIR),
-    }
+    } | (settings or {})
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     log_path = DATA_DIR / f"{name}.log"
     with log_path.open("wb") as log:

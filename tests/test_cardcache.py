@@ -153,3 +153,91 @@ async def test_without_its_listener_no_card_is_kept(
     await card(client, official, HAC_THANH)
     await card(client, official, HAC_THANH)
     assert cards.hits == hits + 1
+
+
+async def test_one_card_build_for_readers_who_miss_it(
+    app: Litestar, client: Client, accounts: Accounts
+) -> None:
+    cards: CardCache = app.state.cards
+    await eventually(lambda: listening(cards))
+    team = await ward_team(accounts, HAC_THANH)
+    official = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+    household = await new_household(client, team, HAC_THANH)
+    await push(client, team, [submission(household, [member(1990)])])
+
+    builds = cards.builds
+    together = await asyncio.gather(*(card(client, official, HAC_THANH) for _ in range(8)))
+    assert cards.builds == builds + 1
+    assert all(body == together[0] for body in together)
+    assert smartphone(together[0]) == (1, 1)
+
+    metrics = (await client.get("/metrics")).text
+    assert "card_cache_listening 1.0" in metrics
+    assert f"card_cache_builds_total {float(cards.builds)}" in metrics
+
+
+class Builds:
+    """A card build that takes a while, so that readers overlap it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.release = asyncio.Event()
+        self.fail = False
+
+    async def __call__(self) -> bytes:
+        self.count += 1
+        number = self.count
+        await self.release.wait()
+        if self.fail:
+            raise RuntimeError("the database went away")
+        return f"card {number}".encode()
+
+
+def listening_cache() -> CardCache:
+    cards = CardCache()
+    cards.listening = True  # as when its listener is up
+    return cards
+
+
+async def test_readers_missing_together_share_one_build() -> None:
+    cards, build = listening_cache(), Builds()
+    readers = [asyncio.create_task(cards.card(38, "key", build)) for _ in range(8)]
+    await asyncio.sleep(0.01)
+    build.release.set()
+    assert await asyncio.gather(*readers) == [b"card 1"] * 8
+    assert build.count == 1
+    assert await cards.card(38, "key", build) == b"card 1"  # kept
+    assert build.count == 1
+
+
+async def test_a_reader_after_a_change_does_not_join_an_older_build() -> None:
+    cards, build = listening_cache(), Builds()
+    before = asyncio.create_task(cards.card(38, "key", build))
+    await asyncio.sleep(0.01)
+    cards.changed([38])  # a push committed while the first build was reading
+    after = asyncio.create_task(cards.card(38, "key", build))
+    await asyncio.sleep(0.01)
+    build.release.set()
+    assert (await before, await after) == (b"card 1", b"card 2")
+    # The older build was not kept; the newer one was.
+    assert await cards.card(38, "key", build) == b"card 2"
+    # Another province's change leaves it; the nation's cards go with any province's.
+    cards.changed([1])
+    assert await cards.card(38, "key", build) == b"card 2"
+    assert build.count == 2
+
+
+async def test_when_a_build_fails_its_waiters_build_for_themselves() -> None:
+    cards, build = listening_cache(), Builds()
+    build.fail = True
+    first = asyncio.create_task(cards.card(38, "key", build))
+    waiter = asyncio.create_task(cards.card(38, "key", build))
+    await asyncio.sleep(0.01)
+    build.release.set()
+    with pytest.raises(RuntimeError):
+        await first
+    with pytest.raises(RuntimeError):
+        await waiter  # it tried itself, and failed the same way
+    assert build.count == 2
+    build.fail = False
+    assert await cards.card(38, "key", build) == b"card 3"

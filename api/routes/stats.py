@@ -369,11 +369,8 @@ async def _card_answer(
     (api/cardcache.py); otherwise built and kept. A kept card needs no connection, so one
     is taken from the pool only to build."""
     cards: CardCache = state.cards
-    group = place.province_id or NATION_GROUP
-    key = (place.code, period, exact, language)
-    body = cards.get(group, key)
-    if body is None:
-        seen = cards.generation(group)
+
+    async def build() -> bytes:
         async with state.pool.acquire() as conn:
             built = await card(
                 conn,
@@ -385,7 +382,9 @@ async def _card_answer(
                 language=language,
                 versions=state.modules.get,
             )
-        body = msgspec.json.encode(built)
-        cards.put(group, key, seen, body)
+        return msgspec.json.encode(built)
+
+    group = place.province_id or NATION_GROUP
+    body = await cards.card(group, (place.code, period, exact, language), build)
     # Already JSON: Litestar sends bytes as they are (the cast only keeps Card in OpenAPI).
     return Response(cast(Card, body), media_type=MediaType.JSON, headers=headers)
