@@ -8,6 +8,7 @@ needs the siblings' counters: the children of the same parent.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
@@ -143,15 +144,27 @@ class Places:
     def __init__(self) -> None:
         self._by_code: dict[str, Place] = {}
         self._children: dict[int | None, list[Place]] = {}
+        self._loading = asyncio.Lock()
 
     async def _load(self, db: asyncpg.Connection | asyncpg.Pool) -> None:
         if self._by_code:
             return
-        for row in await q.areas(db):
-            level: Literal["province", "ward"] = "province" if row.level == "province" else "ward"
-            place = Place(row.id, row.code, row.name, level, row.parent_id, row.province_id)
-            self._by_code[place.code] = place
-            self._children.setdefault(place.parent_id, []).append(place)
+        # The first requests after a start arrive together: one reads, the others wait
+        # (two loads into the same lists once listed every ward twice).
+        async with self._loading:
+            if self._by_code:
+                return
+            by_code: dict[str, Place] = {}
+            children: dict[int | None, list[Place]] = {}
+            for row in await q.areas(db):
+                level: Literal["province", "ward"] = (
+                    "province" if row.level == "province" else "ward"
+                )
+                place = Place(row.id, row.code, row.name, level, row.parent_id, row.province_id)
+                by_code[place.code] = place
+                children.setdefault(place.parent_id, []).append(place)
+            self._children = children
+            self._by_code = by_code  # last: a non-empty map means loaded
 
     async def find(self, db: asyncpg.Connection | asyncpg.Pool, code: str) -> Place | None:
         if code.upper() == NATION_CODE:
@@ -159,9 +172,11 @@ class Places:
         await self._load(db)
         return self._by_code.get(code)
 
-    async def children(self, conn: asyncpg.Connection, parent_id: int | None) -> list[Place]:
+    async def children(
+        self, db: asyncpg.Connection | asyncpg.Pool, parent_id: int | None
+    ) -> list[Place]:
         """In Vietnamese order; the provinces for the nation (None)."""
-        await self._load(conn)
+        await self._load(db)
         return self._children.get(parent_id, [])
 
 

@@ -74,10 +74,18 @@ async def test_a_card_is_kept_until_its_province_changes(
     assert english["area"] == after["area"]
     assert english["indicators"][0]["name"] != after["indicators"][0]["name"]
 
-    # Another province's cards were not dropped by Thanh Hóa's change.
+    # Another province's ward cards were not dropped by Thanh Hóa's change ...
     hits = cards.hits
     assert await card(client, admin, BA_DINH) == hanoi
     assert cards.hits == hits + 1
+    # ... but province cards were: each is suppressed against the other provinces.
+    await card(client, province, THANH_HOA)
+    hits, builds = cards.hits, cards.builds
+    hanoi_team = await ward_team(accounts, BA_DINH)
+    await push(client, hanoi_team, [submission(await new_household(client, hanoi_team, BA_DINH))])
+    await card(client, province, THANH_HOA)
+    await card(client, official, HAC_THANH)
+    assert (cards.builds, cards.hits) == (builds + 1, hits + 1)
 
 
 async def test_another_process_change_reaches_the_kept_card(

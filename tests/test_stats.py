@@ -3,6 +3,7 @@ exports in both locales, and the public card."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import random
@@ -16,6 +17,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from api.db import create_pool
 from api.exports import csv_stream
 from api.indicators import load_catalog
 from api.queries.stats import rebuild
@@ -601,3 +603,22 @@ def test_period_points_end_with_the_current_period() -> None:
     assert period_points("year", now)[0].label == "2022"
     assert parse_period("2026-Q4", now).end == date(2026, 12, 1)
     assert parse_period("2025", now).end == date(2025, 12, 1)
+
+
+async def test_areas_read_by_concurrent_first_requests_are_listed_once(dsn: str) -> None:
+    """The first requests after a start arrive together; each ward must still be listed once
+    (two loads into the same lists once doubled every ward, and the work of every card)."""
+    pool = await create_pool(dsn, 4, 4)
+    try:
+        places = Places()
+        found = await asyncio.gather(*(places.find(pool, THANH_HOA) for _ in range(8)))
+        province = found[0]
+        assert province is not None
+        assert all(place == province for place in found)
+        wards = await places.children(pool, province.id)
+        expected = await pool.fetchval(
+            "SELECT count(*) FROM area WHERE parent_id = $1", province.id
+        )
+        assert len(wards) == len({ward.code for ward in wards}) == expected == 166
+    finally:
+        await pool.close()

@@ -384,7 +384,9 @@ async def _card_answer(
             )
         return msgspec.json.encode(built)
 
-    group = place.province_id or NATION_GROUP
+    # A ward's card depends on its province's wards; a province's is suppressed against the
+    # other provinces, so it goes with the nation's, dropped by any province's change.
+    group = place.province_id if place.level == "ward" and place.province_id else NATION_GROUP
     body = await cards.card(group, (place.code, period, exact, language), build)
     # Already JSON: Litestar sends bytes as they are (the cast only keeps Card in OpenAPI).
     return Response(cast(Card, body), media_type=MediaType.JSON, headers=headers)
