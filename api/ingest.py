@@ -280,7 +280,7 @@ async def _store_once(
                 notice_version=submission.consent.notice_version,
                 supersedes=submission.supersedes,
                 answers=submission.answers,
-                members=msgspec.to_builtins(submission.members),
+                members=submission.members,
                 content_hash=c.content_hash,
             )
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,7 +58,7 @@ class NewRow(msgspec.Struct, frozen=True):
     notice_version: str
     supersedes: uuid.UUID | None
     answers: dict[str, Any]
-    members: list[dict[str, Any]]
+    members: Sequence[object]  # the roster as given (Structs or plain dicts): stored as JSON
     content_hash: bytes
 
 
