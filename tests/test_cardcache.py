@@ -42,15 +42,40 @@ def target(body: dict[str, Any]) -> Any:
     return next(i["target"] for i in body["indicators"] if i["code"] == "ADULT_SMARTPHONE")
 
 
+async def set_smartphone_counter(db: asyncpg.Connection, numerator: int, denominator: int) -> None:
+    """Write Hạc Thành's counter from outside the API (its only shard, in a test)."""
+    await db.execute(
+        """INSERT INTO stat_current (area_id, parent_id, measure, numerator, denominator)
+           SELECT id, parent_id, 'ADULT_SMARTPHONE', $2, $3 FROM area WHERE code = $1
+           ON CONFLICT (area_id, measure, shard) DO UPDATE
+           SET numerator = excluded.numerator, denominator = excluded.denominator""",
+        HAC_THANH,
+        numerator,
+        denominator,
+    )
+
+
+class Ward:
+    """Hạc Thành with its team, its official and one household, once cards are kept."""
+
+    def __init__(self, team: dict[str, str], official: dict[str, str], household: str) -> None:
+        self.team, self.official, self.household = team, official, household
+
+    @classmethod
+    async def ready(cls, cards: CardCache, client: Client, accounts: Accounts) -> Ward:
+        await eventually(lambda: listening(cards))
+        team = await ward_team(accounts, HAC_THANH)
+        official = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+        return cls(team, official, await new_household(client, team, HAC_THANH))
+
+
 async def test_a_card_is_kept_until_its_province_changes(
     app: Litestar, client: Client, accounts: Accounts
 ) -> None:
     cards: CardCache = app.state.cards
-    await eventually(lambda: listening(cards))
-    team = await ward_team(accounts, HAC_THANH)
-    official = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+    ward = await Ward.ready(cards, client, accounts)
+    team, official, household = ward.team, ward.official, ward.household
     admin = await accounts.headers(await accounts.create("admin"))
-    household = await new_household(client, team, HAC_THANH)
 
     first = await card(client, official, HAC_THANH)
     hanoi = await card(client, admin, BA_DINH)
@@ -112,12 +137,7 @@ async def test_another_process_change_reaches_the_kept_card(
 
     await eventually(target_changed)
 
-    await db.execute(
-        """INSERT INTO stat_current (area_id, parent_id, measure, numerator, denominator, shard)
-           SELECT id, parent_id, 'ADULT_SMARTPHONE', 3, 4, 0 FROM area WHERE code = $1
-           ON CONFLICT (area_id, measure, shard) DO UPDATE SET numerator = 3, denominator = 4""",
-        HAC_THANH,
-    )
+    await set_smartphone_counter(db, 3, 4)
 
     async def counted() -> bool:
         return smartphone(await card(client, official, HAC_THANH)) == (3, 4)
@@ -145,12 +165,7 @@ async def test_without_its_listener_no_card_is_kept(
 
     await eventually(stopped)
     # Not listening: every read builds the card, so a change made elsewhere shows at once.
-    await db.execute(
-        """INSERT INTO stat_current (area_id, parent_id, measure, numerator, denominator, shard)
-           SELECT id, parent_id, 'ADULT_SMARTPHONE', 5, 6, 3 FROM area WHERE code = $1
-           ON CONFLICT (area_id, measure, shard) DO UPDATE SET numerator = 5, denominator = 6""",
-        HAC_THANH,
-    )
+    await set_smartphone_counter(db, 5, 6)
     assert smartphone(await card(client, official, HAC_THANH)) == (5, 6)
     hits = cards.hits
     await card(client, official, HAC_THANH)
@@ -167,11 +182,9 @@ async def test_one_card_build_for_readers_who_miss_it(
     app: Litestar, client: Client, accounts: Accounts
 ) -> None:
     cards: CardCache = app.state.cards
-    await eventually(lambda: listening(cards))
-    team = await ward_team(accounts, HAC_THANH)
-    official = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
-    household = await new_household(client, team, HAC_THANH)
-    await push(client, team, [submission(household, [member(1990)])])
+    ward = await Ward.ready(cards, client, accounts)
+    official = ward.official
+    await push(client, ward.team, [submission(ward.household, [member(1990)])])
 
     builds = cards.builds
     together = await asyncio.gather(*(card(client, official, HAC_THANH) for _ in range(8)))
