@@ -137,8 +137,8 @@ class CardCache:
         while True:
             try:
                 await self._listen_once(dsn)
-            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
-                log.warning("card cache: listener lost (%s); cards are not cached", error)
+            except Exception as error:  # whatever failed, listen again
+                log.warning("card cache: listener lost (%r); cards are not cached", error)
             finally:
                 self._stop()
             await asyncio.sleep(RETRY_SECONDS)
