@@ -44,7 +44,6 @@ class CardCache:
     def __init__(self, capacity: int = 4096) -> None:
         self.capacity = capacity
         self._groups: dict[int, dict[Hashable, bytes]] = {}
-        self._size = 0
         # A rendering may be stored only if nothing changed since it started to read.
         self._epoch = 0  # bumped when everything changes, and when listening starts or stops
         self._generations: dict[int, int] = {}
@@ -55,7 +54,7 @@ class CardCache:
 
     @property
     def size(self) -> int:
-        return self._size
+        return sum(len(cards) for cards in self._groups.values())  # a few dozen groups
 
     # Reading and storing ---------------------------------------------------------------------
 
@@ -72,12 +71,9 @@ class CardCache:
         """Keep ``body`` unless its group changed after ``seen`` (read before the query)."""
         if not self.listening or self.generation(group) != seen:
             return
-        if self._size >= self.capacity:
+        if self.size >= self.capacity:
             self.clear()  # rare (a few thousand cards fit); simpler than LRU bookkeeping
-        cards = self._groups.setdefault(group, {})
-        if key not in cards:
-            self._size += 1
-        cards[key] = body
+        self._groups.setdefault(group, {})[key] = body
 
     async def card(self, group: int, key: Hashable, build: Callable[[], Awaitable[bytes]]) -> bytes:
         """The kept card, or one built now. Requests that miss while the same card is being
@@ -116,12 +112,11 @@ class CardCache:
             return
         for group in (*provinces, NATION_GROUP):
             self._generations[group] = self._generations.get(group, 0) + 1
-            self._size -= len(self._groups.pop(group, {}))
+            self._groups.pop(group, None)
 
     def clear(self) -> None:
         self._epoch += 1
         self._groups.clear()
-        self._size = 0
 
     def notified(self, payload: str) -> None:
         try:
@@ -139,8 +134,6 @@ class CardCache:
                 await self._listen_once(dsn)
             except Exception as error:  # whatever failed, listen again
                 log.warning("card cache: listener lost (%r); cards are not cached", error)
-            finally:
-                self._stop()
             await asyncio.sleep(RETRY_SECONDS)
 
     async def _listen_once(self, dsn: str) -> None:

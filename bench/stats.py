@@ -301,10 +301,10 @@ async def run(shared: Context) -> list[Result]:
         print(f"  push with counters: {pushed.summary()}; {accepted:,} accepted")
 
         # Cards while the card ward's province takes pushes: every push drops its cards.
-        card_path = f"/api/v1/stats/areas/{CARD_WARD}"
+        _, card_path, role = CARDS[0]  # the own-ward card
         during, (pushed_during, accepted_during) = await asyncio.gather(
             load(
-                server.target("GET", card_path, token=tokens["ward_official"]),
+                server.target("GET", card_path, token=tokens[role]),
                 connections=CLIENTS,
                 duration=ctx.seconds(10, 2),
                 label="cards during pushes",
