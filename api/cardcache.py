@@ -49,6 +49,8 @@ class CardCache:
         self._generations: dict[int, int] = {}
         self._building: dict[tuple[int, Hashable], tuple[tuple[int, int], Building]] = {}
         self.listening = False
+        self._conn: asyncpg.Connection | None = None  # the listening connection, while up
+        self._querying = asyncio.Lock()  # one query at a time on it
         self.hits = 0
         self.builds = 0
 
@@ -143,16 +145,34 @@ class CardCache:
             conn.add_termination_listener(lambda _: lost.set())
             await conn.add_listener(CHANNEL, lambda *args: self.notified(args[3]))
             self.clear()  # begins a new epoch: nothing read before now is kept
+            self._conn = conn
             self.listening = True
             while not lost.is_set():
                 try:
                     await asyncio.wait_for(lost.wait(), PING_SECONDS)
                 except TimeoutError:
-                    await conn.fetchval("SELECT 1", timeout=PING_SECONDS)
+                    async with self._querying:
+                        await conn.fetchval("SELECT 1", timeout=PING_SECONDS)
         finally:
+            self._conn = None
             self._stop()
             if not conn.is_closed():
                 await conn.close(timeout=PING_SECONDS)
+
+    async def caught_up(self) -> None:
+        """Return once every change committed before this call has dropped its cards.
+
+        PostgreSQL sends a listening session the notifications queued before a query ahead
+        of that query's answer, so one round trip on the listening connection is enough;
+        asyncpg then runs the callbacks on the next turns of the loop. Without a listener
+        nothing is kept, so there is nothing to wait for."""
+        conn = self._conn
+        if conn is None:
+            return
+        async with self._querying:
+            await conn.fetchval("SELECT 1", timeout=PING_SECONDS)
+        for _ in range(2):
+            await asyncio.sleep(0)
 
     def _stop(self) -> None:
         self.listening = False
