@@ -14,11 +14,9 @@ from litestar.openapi.spec import Contact, Tag
 from litestar.routes import HTTPRoute
 
 from api.auth import jwt_auth
-from api.cardcache import CardCache
 from api.config import Settings, jwt_secret, settings_from_env
 from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
-from api.indicators import CatalogCache
 from api.ingest import SurveyCache
 from api.learning import ModuleCache
 from api.metrics import Metrics
@@ -31,11 +29,13 @@ from api.routes import (
     households,
     modules,
     residents,
-    stats,
     surveys,
     sync,
 )
-from api.stats import Places
+from api.stats import routes as stats
+from api.stats.cardcache import CardCache
+from api.stats.catalog import CatalogCache
+from api.stats.places import Places
 
 API_VERSION = "1.0.0"
 

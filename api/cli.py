@@ -151,8 +151,8 @@ async def _rebuild_stats(dsn: str) -> tuple[int, float]:
     from tqdm import tqdm
 
     from api.db import connect
-    from api.indicators import load_catalog
-    from api.queries.stats import rebuild
+    from api.stats.catalog import load_catalog
+    from api.stats.counters import rebuild
 
     conn = await connect(dsn)
     try:

@@ -12,14 +12,14 @@ from tqdm import tqdm
 from api.auth import Principal
 from api.config import Settings
 from api.db import connect
-from api.indicators import load_catalog
 from api.ingest import SurveyCache, ingest
 from api.passwords import Passwords
 from api.phone import normalize_phone
 from api.queries import accounts, audit, households
 from api.queries.areas import AreaRecord, get_area, list_areas
-from api.queries.stats import recounting
 from api.queries.surveys import HOUSEHOLD_DIGITAL
+from api.stats.catalog import load_catalog
+from api.stats.counters import recounting
 
 DEMO_PROVINCE = "38"  # Thanh Hóa
 DEMO_WARD_NAME = "hac thanh"  # Phường Hạc Thành, the provincial capital's central ward

@@ -27,10 +27,10 @@ from api.answers import validate
 from api.auth import Principal
 from api.errors import FieldError, field_error, translate_errors
 from api.i18n import N_
-from api.indicators import Catalog
-from api.queries import stats
 from api.queries import submissions as q
 from api.queries.surveys import VersionRecord, get_versions
+from api.stats import counters as stats
+from api.stats.catalog import Catalog
 from schemas.households import ItemResult, ItemStatus, NewSubmission
 
 log = logging.getLogger("congdongso.ingest")

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from api.cardcache import CardCache
+from api.stats.cardcache import CardCache
 
 access_log = logging.getLogger("congdongso.access")
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series are noise

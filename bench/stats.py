@@ -24,8 +24,8 @@ import msgspec
 from tqdm import tqdm
 
 from api.db import connect
-from api.indicators import load_catalog, measures_lateral
-from api.queries.stats import rebuild
+from api.stats.catalog import load_catalog, measures_lateral
+from api.stats.counters import rebuild
 from bench import Result
 from bench.env import Context, Server, serve, setup
 from bench.loadgen import LoadResult, load

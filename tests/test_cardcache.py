@@ -13,7 +13,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.cardcache import LISTENER, CardCache
+from api.stats.cardcache import LISTENER, CardCache
 from tests.conftest import BA_DINH, HAC_THANH, THANH_HOA, Accounts, member, submission
 from tests.test_stats import card, cells, new_household, push, ward_team
 

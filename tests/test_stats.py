@@ -18,10 +18,11 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.db import create_pool
-from api.exports import csv_stream
-from api.indicators import load_catalog
-from api.queries.stats import rebuild
-from api.stats import Places, export_rows, month_start, today
+from api.stats.catalog import load_catalog
+from api.stats.counters import rebuild
+from api.stats.exports import csv_stream, export_rows
+from api.stats.periods import month_start, today
+from api.stats.places import Places
 from tests.conftest import (
     BA_DINH,
     HAC_THANH,
@@ -595,7 +596,7 @@ async def test_a_province_export_streams_in_constant_memory(
 
 
 def test_period_points_end_with_the_current_period() -> None:
-    from api.stats import parse_period, period_points
+    from api.stats.periods import parse_period, period_points
 
     now = date(2026, 11, 23)
     assert [p.label for p in period_points("quarter", now)][-2:] == ["2026-Q3", "2026-Q4"]

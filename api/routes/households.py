@@ -21,7 +21,7 @@ from api.params import Cursor, Limit, OptionalAreaCode
 from api.queries import audit
 from api.queries import households as q
 from api.queries.areas import get_area, hamlet_ward
-from api.queries.stats import recounting
+from api.stats.counters import recounting
 from schemas.base import Page
 from schemas.households import Household, HouseholdState, NewHousehold
 

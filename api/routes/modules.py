@@ -28,7 +28,8 @@ from api.queries.areas import get_area
 from api.recommend import rank
 from api.routes.households import HouseholdNotFound, household_visible
 from api.scope import covers
-from api.stats import learning_view, sees_exact
+from api.stats.cards import learning_view
+from api.stats.places import sees_exact
 from schemas.base import Page
 from schemas.modules import (
     AttemptResult,

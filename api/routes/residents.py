@@ -21,11 +21,11 @@ from api.i18n import N_
 from api.phone import require_phone
 from api.queries import accounts, audit
 from api.queries import households as q
-from api.queries.stats import recounting
 from api.routes.accounts import PhoneTaken
 from api.routes.auth import client_addr, refuse_if_locked
 from api.routes.households import HouseholdNotFound, household_visible
 from api.sessions import issue_tokens
+from api.stats.counters import recounting
 from schemas.accounts import Tokens
 from schemas.households import Invite, MyHousehold, NewInvite, Registration
 

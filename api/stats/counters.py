@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import asyncpg
 
-from api.indicators import Catalog
+from api.stats.catalog import Catalog
 
 # One monthly change of one measure in one ward (the province follows its wards).
 DeltaKey = tuple[int, int, date, str]  # ward_id, province_id, month, measure

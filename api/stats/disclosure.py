@@ -13,7 +13,7 @@ from collections.abc import Hashable, Mapping
 from typing import Final, TypeVar
 
 from api.i18n import N_
-from api.queries.stats import Cell
+from api.stats.counters import Cell
 
 MIN_DENOMINATOR: Final = 10
 MAX_SMALL_COUNT: Final = 4

@@ -12,16 +12,23 @@ import csv
 import io
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, date, datetime
-from typing import Final
+from typing import Final, NamedTuple
 from xml.sax.saxutils import escape
 
+import asyncpg
 from babel.dates import format_date
 from babel.numbers import format_decimal
 from stream_zip import ZIP_32, async_stream_zip
 
-from api.disclosure import REASONS
 from api.i18n import FORMAT_LOCALES, N_, format_number, format_rate, translate
-from api.stats import ExportRow
+from api.stats import counters as q
+from api.stats.cards import cumulate, nearest_target, total
+from api.stats.catalog import Catalog
+from api.stats.counters import EMPTY, Cell
+from api.stats.disclosure import REASONS, protect
+from api.stats.periods import EXPORT_MONTHS, add_months, month_start
+from api.stats.places import Place, Places
+from schemas.stats import Indicator
 
 HEADERS: Final = (
     N_("Month"),
@@ -208,3 +215,99 @@ def xlsx_stream(rows: AsyncIterable[ExportRow], language: str) -> AsyncIterable[
         yield "xl/worksheets/sheet1.xml", modified, 0o600, ZIP_32, _sheet(rows, language)
 
     return async_stream_zip(parts())  # type: ignore[arg-type]
+
+
+# Exports ------------------------------------------------------------------------------------
+
+
+class ExportRow(NamedTuple):
+    month: date
+    place: Place
+    indicator: Indicator
+    cell: Cell
+    target: float | None
+    reason: str | None
+
+
+async def _group_rows(
+    conn: asyncpg.Connection,
+    catalog: Catalog,
+    members: list[Place],
+    group: list[int],
+    ends: list[date],
+    chain_tail: list[int],
+) -> AsyncIterator[ExportRow]:
+    """Rows of ``members`` (some of the areas in ``group``, which share a parent), suppressed
+    against the whole group; ``chain_tail`` is where targets are looked for above them."""
+    cells = cumulate(await q.monthly_deltas(conn, group, ends[-1]), ends)
+    years = sorted({end.year for end in ends})
+    ids = [m.id for m in members if m.id is not None]
+    targets = {year: await q.targets(conn, ids + chain_tail, year) for year in years}
+    blank = [EMPTY] * len(ends)
+    for index, end in enumerate(ends):
+        reasons = {
+            indicator.code: protect(
+                {area_id: cells.get((area_id, indicator.code), blank)[index] for area_id in group},
+                indicator.unit,
+            )
+            for indicator in catalog.indicators
+        }
+        for member in members:
+            assert member.id is not None
+            for indicator in catalog.indicators:
+                yield ExportRow(
+                    end,
+                    member,
+                    indicator,
+                    cells.get((member.id, indicator.code), blank)[index],
+                    nearest_target(targets[end.year], [member.id, *chain_tail], indicator.code),
+                    reasons[indicator.code][member.id],
+                )
+
+
+async def export_rows(
+    conn: asyncpg.Connection, catalog: Catalog, places: Places, place: Place, now: date
+) -> AsyncIterator[ExportRow]:
+    """The last 24 months of ``place`` and every area under it, always suppressed.
+
+    Memory holds one province's wards at a time, whatever the size of the country.
+    """
+    ends = [add_months(month_start(now), -back) for back in range(EXPORT_MONTHS - 1, -1, -1)]
+    provinces = await places.children(conn, None)
+    province_ids = [p.id for p in provinces if p.id is not None]
+    if place.level == "nation":
+        deltas = await q.monthly_deltas(conn, province_ids, ends[-1])
+        by_key = cumulate(deltas, ends)
+        targets = {year: await q.targets(conn, [q.NATION], year) for year in {e.year for e in ends}}
+        for index, end in enumerate(ends):
+            for indicator in catalog.indicators:
+                cell = total(
+                    {indicator.code: by_key.get((pid, indicator.code), [EMPTY] * len(ends))[index]}
+                    for pid in province_ids
+                ).get(indicator.code, EMPTY)
+                reason = protect({0: cell}, indicator.unit)[0]
+                target = nearest_target(targets[end.year], [q.NATION], indicator.code)
+                yield ExportRow(end, place, indicator, cell, target, reason)
+    if place.level == "ward":
+        assert place.parent_id is not None
+        siblings = [p.id for p in await places.children(conn, place.parent_id) if p.id is not None]
+        async for row in _group_rows(
+            conn, catalog, [place], siblings, ends, [place.parent_id, q.NATION]
+        ):
+            yield row
+        return
+    shown = provinces if place.level == "nation" else [place]
+    for province in shown:
+        assert province.id is not None
+        async for row in _group_rows(conn, catalog, [province], province_ids, ends, [q.NATION]):
+            yield row
+        wards = await places.children(conn, province.id)
+        async for row in _group_rows(
+            conn,
+            catalog,
+            wards,
+            [w.id for w in wards if w.id is not None],
+            ends,
+            [province.id, q.NATION],
+        ):
+            yield row

@@ -15,30 +15,19 @@ from litestar.response import Stream
 from litestar.security.jwt import Token
 
 from api.auth import Principal, Role, requires_role
-from api.cardcache import NATION_GROUP, CardCache
 from api.errors import Forbidden, NotFound, invalid, problems
-from api.exports import CSV_TYPE, XLSX_TYPE, csv_stream, xlsx_stream
 from api.i18n import N_, negotiate
-from api.indicators import Catalog
 from api.pagination import decode_cursor, encode_cursor
 from api.params import AreaCode, Cursor
 from api.queries import audit
-from api.queries import stats as q
 from api.routes.auth import client_addr
-from api.stats import (
-    Grain,
-    Period,
-    Place,
-    Places,
-    card,
-    children,
-    export_rows,
-    may_read,
-    parse_period,
-    sees_exact,
-    series,
-    today,
-)
+from api.stats import counters as q
+from api.stats.cardcache import NATION_GROUP, CardCache
+from api.stats.cards import card, children, series
+from api.stats.catalog import Catalog
+from api.stats.exports import CSV_TYPE, XLSX_TYPE, csv_stream, export_rows, xlsx_stream
+from api.stats.periods import Grain, Period, parse_period, today
+from api.stats.places import Place, Places, may_read, sees_exact
 from schemas.base import Page
 from schemas.stats import Card, ChildRow, Indicator, NewTarget, Series, Target
 

@@ -34,7 +34,7 @@ def upgrade() -> None:
         unit     text NOT NULL CHECK (unit IN ('percent', 'ratio')),
         subject  text NOT NULL CHECK (subject IN ('household', 'member')),
         min_age  smallint CHECK (min_age BETWEEN 0 AND 120),
-        rule     jsonb NOT NULL,              -- what counts in the numerator, see api.indicators
+        rule     jsonb NOT NULL,              -- what counts in the numerator, see api.stats.catalog
         source   text
     );
 

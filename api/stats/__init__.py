@@ -1,0 +1,15 @@
+"""Statistics: the indicators counted per ward and province, live, against plan targets.
+
+Where things are:
+
+- ``catalog``: the indicator catalog (data in the ``indicator`` table) and the SQL it
+  compiles to. Add an indicator in ``migrations/data/indicators.json``.
+- ``counters``: keeping the per-ward and per-province counters (incrementally and by
+  rebuild) and reading them; targets.
+- ``disclosure``: what a published figure may show.
+- ``periods``, ``places``: what a request asks for (a period, an area) and who may read it.
+- ``cards``: the card, the children table and the series, built from the counters.
+- ``cardcache``: rendered cards kept per process until their counters change.
+- ``exports``: the streamed CSV and XLSX exports.
+- ``routes``: the HTTP endpoints (``/stats/...``, ``/targets``, ``/public``).
+"""
