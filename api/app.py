@@ -76,7 +76,13 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     # Signing in needs no token; everything else under /api/v1 does (and says so in OpenAPI).
     public = Router(
         path="/api/v1",
-        route_handlers=[auth.login, auth.refresh, residents.register, stats.get_public_area_stats],
+        route_handlers=[
+            auth.login,
+            auth.activate_account,
+            auth.refresh,
+            residents.register,
+            stats.get_public_area_stats,
+        ],
     )
     signed_in = Router(
         path="/api/v1",

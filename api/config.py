@@ -31,6 +31,7 @@ _ENV_NAMES = {
     "CONGDONGSO_LOGIN_MAX_FAILURES": "login_max_failures",
     "CONGDONGSO_LOGIN_MAX_FAILURES_PER_ADDR": "login_max_failures_per_addr",
     "CONGDONGSO_LOGIN_WINDOW": "login_window",
+    "CONGDONGSO_ACTIVATION_TTL": "activation_ttl",
     "CONGDONGSO_LOG_LEVEL": "log_level",
     "CONGDONGSO_WORKERS": "workers",
     "CONGDONGSO_CARD_CACHE": "card_cache",
@@ -58,6 +59,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     login_max_failures: int = 5  # per phone within the window
     login_max_failures_per_addr: int = 20  # per client address within the window
     login_window: int = 900  # seconds; also the lockout length
+    # How long an activation code stays valid: the holder of an account created by someone
+    # else sets their password with it (a code is handed over in person, within days).
+    activation_ttl: int = 72 * 3600
     log_level: str = "INFO"
     # Keep rendered cards until their province changes (api/cardcache.py); false: build
     # every card (one listening connection fewer per worker).

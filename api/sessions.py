@@ -1,4 +1,5 @@
-"""Issuing and rotating a user's tokens (used by login, refresh and registration)."""
+"""Issuing and rotating a user's tokens (used by login, refresh, registration and
+activation), and the one-time activation codes of accounts created by someone else."""
 
 from __future__ import annotations
 
@@ -17,6 +18,24 @@ from schemas.accounts import Tokens
 def digest(refresh_token: str) -> bytes:
     # Refresh tokens are 256-bit random strings, so a fast hash is enough to store them.
     return hashlib.sha256(refresh_token.encode()).digest()
+
+
+# Activation codes are printed, shown as QR codes or typed on a phone: only characters of the
+# QR alphanumeric mode, none that look alike (no 0/O, 1/I/L). 20 characters of 31 ≈ 99 bits.
+CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 20
+
+
+def new_activation_code() -> str:
+    """``ABCD-EFGH-JKMN-PQRS-TUVW``: read in groups of four."""
+    raw = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(raw[i : i + 4] for i in range(0, CODE_LENGTH, 4))
+
+
+def activation_digest(code: str) -> bytes:
+    # Case, spaces and dashes do not matter; ~99 random bits make a fast hash enough.
+    normalized = code.upper().replace("-", "").replace(" ", "")
+    return hashlib.sha256(normalized.encode()).digest()
 
 
 def principal_of(user: accounts.UserRecord) -> Principal:

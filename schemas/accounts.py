@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
 
-from schemas.base import AreaCode, Label, Password, Phone, Schema, Secret, ShortText
+from schemas.base import NO_NUL, AreaCode, Label, Password, Phone, Schema, Secret, ShortText
 
 Role = Literal["admin", "province_official", "ward_official", "team_member", "resident"]
 
@@ -20,6 +21,23 @@ class User(Schema):
     display_name: str | None
     team_id: uuid.UUID | None
     disabled: bool = False
+    # Created by someone else and not yet activated by its holder (no password yet).
+    pending_activation: bool = False
+    activation_expires_at: datetime | None = None  # while pending: when the code expires
+
+
+class PendingUser(User, kw_only=True):
+    """An account waiting for its holder, with the one-time code to hand to them.
+
+    The code is shown only in this answer (it is stored as a digest): print it or show it
+    as a QR code; the holder sets their password with it (``POST /auth/activate``).
+    """
+
+    activation_code: str
+
+
+# Typed from paper or read from a QR code: ``ABCD-EFGH-…``; case, spaces and dashes ignored.
+ActivationCode = Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
 
 
 class LoginRequest(Schema):
@@ -43,13 +61,34 @@ class LogoutRequest(Schema):
     refresh_token: ShortText | None = None
 
 
-class NewUser(Schema):
+class Activation(Schema):
+    """The holder's first sign-in: the code they were given and the password they choose."""
+
     phone: Phone
+    activation_code: ActivationCode
     password: Password
+
+
+class NewUser(Schema):
+    """The account is created pending activation: its holder chooses the password."""
+
+    phone: Phone
     role: Role
     area_code: AreaCode | None = None
     display_name: Label | None = None
     team_id: uuid.UUID | None = None
+    # Refused (400 ``password_not_allowed``): declared so that a client still sending it
+    # learns at once that the password it chose will never work.
+    password: (
+        Annotated[
+            str,
+            Meta(
+                description="Not accepted: the holder sets the password with the activation "
+                "code (400 password_not_allowed)."
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
 
 class UserChange(Schema):
@@ -60,6 +99,7 @@ class UserChange(Schema):
     display_name: Label | UnsetType | None = UNSET
     team_id: uuid.UUID | UnsetType | None = UNSET
     disabled: bool | UnsetType = UNSET
+    # Only one's own: another account gets an activation code (POST /users/{id}/activation).
     password: Password | UnsetType = UNSET
 
 

@@ -39,6 +39,8 @@ async def test_login_returns_tokens_and_user(client: Client, accounts: Accounts)
         "displayName": None,
         "teamId": None,
         "disabled": False,
+        "pendingActivation": False,
+        "activationExpiresAt": None,
     }
     me = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {body['accessToken']}"})
     assert me.status_code == 200

@@ -51,3 +51,25 @@ async def test_each_revision_downgrades_one_step(empty_db: str) -> None:
         await asyncio.to_thread(migrate.downgrade, empty_db, "-1")
         await asyncio.to_thread(migrate.upgrade, empty_db, revision)
         assert await _tables(empty_db) == before
+
+
+async def test_pending_accounts_survive_a_downgrade_disabled(empty_db: str) -> None:
+    """0008 down: a pending account (no password) stays, disabled, with a hash nothing
+    matches; back up, it is an ordinary disabled account."""
+    from api.passwords import Passwords
+
+    await asyncio.to_thread(migrate.upgrade, empty_db, "0008")
+    conn = await asyncpg.connect(empty_db)
+    try:
+        await conn.execute(
+            """INSERT INTO app_user (id, phone, role, activation_hash, activation_expires_at)
+               VALUES (gen_random_uuid(), '+84981000009', 'admin', '\\x00', now())"""
+        )
+        await asyncio.to_thread(migrate.downgrade, empty_db, "0007")
+        row = await conn.fetchrow("SELECT password_hash, disabled FROM app_user")
+        assert row["disabled"] is True
+        assert not await Passwords(1, 1024, 1).verify(row["password_hash"], "!pending")
+        await asyncio.to_thread(migrate.upgrade, empty_db, "0008")
+        assert await conn.fetchval("SELECT password_hash FROM app_user") == "!pending"
+    finally:
+        await conn.close()

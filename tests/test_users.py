@@ -15,7 +15,7 @@ Client = AsyncTestClient[Litestar]
 
 
 def new_user(phone: str, role: str, area: str | None, **extra: object) -> dict[str, object]:
-    return {"phone": phone, "password": "a long password", "role": role, "areaCode": area, **extra}
+    return {"phone": phone, "role": role, "areaCode": area, **extra}
 
 
 async def test_ward_official_creates_a_team_member_in_their_ward(
@@ -43,12 +43,19 @@ async def test_ward_official_creates_a_team_member_in_their_ward(
     assert body["phone"] == "+84987654321"
     assert body["teamId"] == team_id
     assert body["displayName"] == "Chị Lan"
+    assert body["pendingActivation"] is True
 
-    # The new member can sign in and sees their team.
+    # The new member activates the account with the code, chooses a password and sees their
+    # team.
     login = await client.post(
-        "/api/v1/auth/login", json={"phone": "0987654321", "password": "a long password"}
+        "/api/v1/auth/activate",
+        json={
+            "phone": "0987654321",
+            "activationCode": body["activationCode"],
+            "password": "a long password",
+        },
     )
-    assert login.status_code == 200
+    assert login.status_code == 200, login.text
     member_headers = {"Authorization": f"Bearer {login.json()['accessToken']}"}
     members = await client.get(f"/api/v1/teams/{team_id}/members", headers=member_headers)
     assert [m["phone"] for m in members.json()["items"]] == ["+84987654321"]

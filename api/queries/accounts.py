@@ -15,7 +15,7 @@ from schemas.accounts import Role, Team, User
 class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
     id: uuid.UUID
     phone: str
-    password_hash: str
+    password_hash: str | None  # None while pending activation
     role: Role
     area_id: int | None
     area_code: str | None
@@ -26,6 +26,12 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
     display_name: str | None
     disabled: bool
     created_at: datetime
+    activation_expires_at: datetime | None
+
+    @property
+    def pending(self) -> bool:
+        """Created by someone else and not yet activated by its holder."""
+        return self.password_hash is None
 
     def public(self) -> User:
         return User(
@@ -36,12 +42,14 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
             display_name=self.display_name,
             team_id=self.team_id,
             disabled=self.disabled,
+            pending_activation=self.pending,
+            activation_expires_at=self.activation_expires_at if self.pending else None,
         )
 
 
 _USER = """SELECT u.id, u.phone, u.password_hash, u.role, u.area_id, a.code AS area_code,
                   a.level AS area_level, u.province_id, u.team_id, u.household_id,
-                  u.display_name, u.disabled, u.created_at
+                  u.display_name, u.disabled, u.created_at, u.activation_expires_at
            FROM app_user u LEFT JOIN area a ON a.id = u.area_id"""
 
 
@@ -93,19 +101,26 @@ async def insert_user(
     *,
     user_id: uuid.UUID,
     phone: str,
-    password_hash: str,
+    password_hash: str | None,
     role: str,
     area_id: int | None,
     province_id: int | None,
     team_id: uuid.UUID | None,
     display_name: str | None,
     household_id: uuid.UUID | None = None,
+    activation_hash: bytes | None = None,
+    activation_ttl: int = 0,
 ) -> bool:
-    """False when the phone is already registered."""
+    """False when the phone is already registered. Without a password hash, the account is
+    pending activation with the code of digest ``activation_hash`` (``activation_ttl``
+    seconds)."""
     inserted = await conn.fetchval(
         """INSERT INTO app_user (id, phone, password_hash, role, area_id, province_id, team_id,
-                                 display_name, household_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                 display_name, household_id, activation_hash,
+                                 activation_expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                   CASE WHEN $10::bytea IS NOT NULL
+                        THEN now() + make_interval(secs => $11) END)
            ON CONFLICT (phone) DO NOTHING
            RETURNING true""",
         user_id,
@@ -117,6 +132,8 @@ async def insert_user(
         team_id,
         display_name,
         household_id,
+        activation_hash,
+        activation_ttl,
     )
     return bool(inserted)
 
@@ -137,6 +154,58 @@ async def update_user(
         f"UPDATE app_user SET {assignments}, updated_at = now() WHERE id = $1",
         user_id,
         *(changes[name] for name in columns),
+    )
+
+
+# Activation ----------------------------------------------------------------------------------
+
+
+async def issue_activation(
+    conn: asyncpg.Connection, user_id: uuid.UUID, code_hash: bytes, ttl_seconds: int
+) -> None:
+    """Make the account pending with a new code: the password and any earlier code stop
+    working (end its sessions too: :func:`revoke_user_tokens`)."""
+    await conn.execute(
+        """UPDATE app_user SET password_hash = NULL, activation_hash = $2,
+                               activation_expires_at = now() + make_interval(secs => $3),
+                               activation_used_at = NULL, updated_at = now()
+           WHERE id = $1""",
+        user_id,
+        code_hash,
+        ttl_seconds,
+    )
+
+
+class ActivationRecord(msgspec.Struct, frozen=True, kw_only=True):
+    user_id: uuid.UUID
+    province_id: int | None
+    code_hash: bytes | None
+    expired: bool
+    used: bool
+    disabled: bool
+
+
+async def lock_activation(conn: asyncpg.Connection, phone: str) -> ActivationRecord | None:
+    """The phone's account and its latest code, locked until the end of the transaction (a
+    code works once)."""
+    row = await conn.fetchrow(
+        """SELECT id AS user_id, province_id, activation_hash AS code_hash,
+                  coalesce(activation_expires_at <= now(), false) AS expired,
+                  activation_used_at IS NOT NULL AS used, disabled
+           FROM app_user WHERE phone = $1 FOR UPDATE""",
+        phone,
+    )
+    return None if row is None else msgspec.convert(row, ActivationRecord, from_attributes=True)
+
+
+async def activate(conn: asyncpg.Connection, user_id: uuid.UUID, password_hash: str) -> None:
+    """Set the holder's password and use up the code (kept as a digest, to tell a used code
+    from a wrong one)."""
+    await conn.execute(
+        """UPDATE app_user SET password_hash = $2, activation_used_at = now(), updated_at = now()
+           WHERE id = $1""",
+        user_id,
+        password_hash,
     )
 
 

@@ -2,6 +2,11 @@
 
 An official only sees users and teams of their area (others answer 404) and only assigns
 roles below their own; admins manage everything.
+
+Whoever creates an account never knows its password: the account waits for its holder, who
+sets the password with a one-time activation code (``POST /auth/activate``). Otherwise an
+official could sign in as a ward official or team member they created and read the ward's
+exact figures and raw answers in their name.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import asyncpg
+import msgspec
 from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -19,7 +25,7 @@ from litestar.security.jwt import Token
 from msgspec import UNSET
 
 from api.auth import OFFICIALS, RANK, Principal, requires_role
-from api.errors import Conflict, Forbidden, NotFound, invalid, problems
+from api.errors import Conflict, Forbidden, NotFound, ValidationFailed, invalid, problems
 from api.i18n import N_
 from api.pagination import decode_cursor, page_of
 from api.params import Cursor, Limit, OptionalAreaCode
@@ -27,8 +33,10 @@ from api.phone import require_phone
 from api.queries import accounts, audit
 from api.queries.areas import AreaRecord, get_area
 from api.routes.areas import AreaNotFound
+from api.routes.auth import client_addr
 from api.scope import covers
-from schemas.accounts import NewTeam, NewUser, Role, Team, User, UserChange
+from api.sessions import activation_digest, new_activation_code
+from schemas.accounts import NewTeam, NewUser, PendingUser, Role, Team, User, UserChange
 from schemas.base import Page
 
 
@@ -62,6 +70,22 @@ class RoleTooHigh(Forbidden):
 class OwnAccount(Forbidden):
     code = "own_account"
     default_detail = N_("You cannot change your own role, area, team or status.")
+
+
+class UserDisabled(Conflict):
+    code = "user_disabled"
+    default_detail = N_("This account is disabled: enable it before issuing an activation code.")
+
+
+def password_not_allowed() -> ValidationFailed:
+    return invalid(
+        "password",
+        "password_not_allowed",
+        N_(
+            "An account created or managed by someone else gets its password from its holder: "
+            "hand them the activation code instead."
+        ),
+    )
 
 
 # Which level of area each role is placed in.
@@ -145,26 +169,33 @@ class UserRoutes(Controller):
         state: State,
         conn: NamedDependency[asyncpg.Connection],
         data: JSONBody[NewUser],
-    ) -> User:
-        """Create an account with a role below the caller's, inside the caller's area."""
+    ) -> PendingUser:
+        """Create an account with a role below the caller's, inside the caller's area. It is
+        pending until its holder activates it with the one-time ``activationCode`` of this
+        answer (shown only here) and chooses their password; a ``password`` is refused."""
         caller = request.user
+        if data.password is not UNSET:
+            raise password_not_allowed()
         phone = require_phone(data.phone)
         area_id, province_id, team_id = await place(
             conn, caller, data.role, data.area_code, data.team_id
         )
-        password_hash = await state.passwords.hash(data.password)
+        code = new_activation_code()
         user_id = uuid.uuid4()
+        addr = client_addr(request)
         async with conn.transaction():
             created = await accounts.insert_user(
                 conn,
                 user_id=user_id,
                 phone=phone,
-                password_hash=password_hash,
+                password_hash=None,
                 role=data.role,
                 area_id=area_id,
                 province_id=province_id,
                 team_id=team_id,
                 display_name=data.display_name,
+                activation_hash=activation_digest(code),
+                activation_ttl=state.settings.activation_ttl,
             )
             if not created:
                 raise PhoneTaken()
@@ -175,11 +206,22 @@ class UserRoutes(Controller):
                 user_id,
                 actor_id=caller.user_id,
                 province_id=province_id,
+                client_addr=addr,
                 detail={"role": data.role, "area": data.area_code},
+            )
+            await audit.record(
+                conn,
+                "activation_code_issued",
+                "user",
+                user_id,
+                actor_id=caller.user_id,
+                province_id=province_id,
+                client_addr=addr,
+                detail={"reset": False},
             )
         user = await accounts.get_user(conn, user_id)
         assert user is not None
-        return user.public()
+        return pending_user(user, code)
 
     @get("/", responses=problems(400, 401, 403, 404))
     async def list_users(
@@ -229,7 +271,8 @@ class UserRoutes(Controller):
         user_id: FromPath[uuid.UUID],
         data: JSONBody[UserChange],
     ) -> User:
-        """Change a user's role, area, team, name, status or password (audited)."""
+        """Change a user's role, area, team, name or status, or one's own password (audited).
+        Another account's password is set by its holder: ``POST /users/{id}/activation``."""
         caller = request.user
         user = await accounts.get_user(conn, user_id)
         if user is None or not user_visible(caller, user):
@@ -242,6 +285,8 @@ class UserRoutes(Controller):
                 raise OwnAccount()
         elif caller.role != "admin" and RANK[user.role] >= RANK[caller.role]:
             raise RoleTooHigh()
+        elif data.password is not UNSET:
+            raise password_not_allowed()
 
         changes: dict[str, Any] = {}
         if placement_change and (
@@ -284,6 +329,52 @@ class UserRoutes(Controller):
         updated = await accounts.get_user(conn, user.id)
         assert updated is not None
         return updated.public()
+
+    @post("/{user_id:uuid}/activation", responses=problems(401, 403, 404, 409))
+    async def issue_activation_code(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        user_id: FromPath[uuid.UUID],
+    ) -> PendingUser:
+        """A new one-time activation code for an account (audited; shown only in this
+        answer). Any earlier code stops working. An account already activated is reset to
+        pending: its password and sessions end, and its holder chooses a new password with
+        the code (a lost password)."""
+        caller = request.user
+        user = await accounts.get_user(conn, user_id)
+        if user is None or not user_visible(caller, user):
+            raise UserNotFound()
+        if user.id == caller.user_id:
+            raise OwnAccount()
+        if caller.role != "admin" and RANK[user.role] >= RANK[caller.role]:
+            raise RoleTooHigh()
+        if user.disabled:
+            raise UserDisabled()
+        code = new_activation_code()
+        async with conn.transaction():
+            await accounts.issue_activation(
+                conn, user.id, activation_digest(code), state.settings.activation_ttl
+            )
+            await accounts.revoke_user_tokens(conn, user.id)
+            await audit.record(
+                conn,
+                "activation_code_issued",
+                "user",
+                user.id,
+                actor_id=caller.user_id,
+                province_id=user.province_id,
+                client_addr=client_addr(request),
+                detail={"reset": not user.pending},
+            )
+        updated = await accounts.get_user(conn, user.id)
+        assert updated is not None
+        return pending_user(updated, code)
+
+
+def pending_user(user: accounts.UserRecord, code: str) -> PendingUser:
+    return PendingUser(**msgspec.structs.asdict(user.public()), activation_code=code)
 
 
 class TeamRoutes(Controller):
