@@ -35,6 +35,7 @@ from api.routes import (
 from api.stats import routes as stats
 from api.stats.cardcache import CardCache
 from api.stats.catalog import CatalogCache
+from api.stats.keys import record_keys
 from api.stats.places import Places
 
 API_VERSION = "1.0.0"
@@ -157,10 +158,11 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     )
     app.state.settings = settings
     app.state.surveys = SurveyCache()
-    app.state.indicators = CatalogCache()
+    keys = record_keys(settings)
+    app.state.indicators = CatalogCache(keys)
     app.state.places = Places()
     app.state.cards = cards
-    app.state.modules = ModuleCache()
+    app.state.modules = ModuleCache(keys)
     app.state.jwt_secret = secret
     app.state.metrics = metrics
     app.state.passwords = Passwords(

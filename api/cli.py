@@ -46,9 +46,38 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         migrate.downgrade(dsn, args.down)
         print(f"database downgraded to {args.down}")
     else:
+        before = asyncio.run(_revision_and_data(dsn))
         migrate.upgrade(dsn)
         print(f"database at revision {migrate.head_revision()}")
+        if before is not None and before[0] < CELL_KEYS_REVISION and before[1]:
+            # Counters kept before 0009 have no key sums: recompute them once.
+            households, seconds = asyncio.run(_rebuild_stats(dsn, settings))
+            print(f"statistics rebuilt with cell keys: {households:,} households, {seconds:.1f} s")
     return 0
+
+
+CELL_KEYS_REVISION = "0009"
+
+
+async def _revision_and_data(dsn: str) -> tuple[str, bool] | None:
+    """The database's revision and whether it holds anything counted (None: not migrated)."""
+    from api.db import connect
+
+    conn = await connect(dsn)
+    try:
+        if await conn.fetchval("SELECT to_regclass('alembic_version')") is None:
+            return None
+        revision = await conn.fetchval("SELECT version_num FROM alembic_version")
+        if revision is None or await conn.fetchval("SELECT to_regclass('household')") is None:
+            return None
+        counted = await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM household) OR EXISTS (SELECT FROM learner_module)"
+            if await conn.fetchval("SELECT to_regclass('learner_module')") is not None
+            else "SELECT EXISTS (SELECT FROM household)"
+        )
+        return str(revision), bool(counted)
+    finally:
+        await conn.close()
 
 
 def _read_password() -> str:
@@ -145,7 +174,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _rebuild_stats(dsn: str) -> tuple[int, float]:
+async def _rebuild_stats(dsn: str, settings: Settings) -> tuple[int, float]:
     import time
 
     from tqdm import tqdm
@@ -153,10 +182,11 @@ async def _rebuild_stats(dsn: str) -> tuple[int, float]:
     from api.db import connect
     from api.stats.catalog import load_catalog
     from api.stats.counters import rebuild
+    from api.stats.keys import record_keys
 
     conn = await connect(dsn)
     try:
-        catalog = await load_catalog(conn)
+        catalog = await load_catalog(conn, record_keys(settings))
         provinces = await conn.fetchval("SELECT count(*) FROM area WHERE level = 'province'")
         started = time.perf_counter()
         with tqdm(total=provinces, desc="rebuilding statistics", unit="province") as progress:
@@ -172,7 +202,7 @@ async def _rebuild_stats(dsn: str) -> tuple[int, float]:
 
 
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
-    households, seconds = asyncio.run(_rebuild_stats(database_url(settings)))
+    households, seconds = asyncio.run(_rebuild_stats(database_url(settings), settings))
     print(f"statistics rebuilt from {households:,} households in {seconds:.1f} s")
     return 0
 

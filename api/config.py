@@ -20,6 +20,7 @@ _ENV_NAMES = {
     "CONGDONGSO_ENV": "env",
     "CONGDONGSO_DATA_DIR": "data_dir",
     "CONGDONGSO_JWT_SECRET": "jwt_secret",
+    "CONGDONGSO_CELL_KEY_SECRET": "cell_key_secret",
     "CONGDONGSO_ACCESS_TOKEN_TTL": "access_token_ttl",
     "CONGDONGSO_REFRESH_TOKEN_TTL": "refresh_token_ttl",
     "CONGDONGSO_ARGON2_TIME_COST": "argon2_time_cost",
@@ -47,6 +48,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str | None = None
     data_dir: str = str(ROOT / ".data")
     jwt_secret: str | None = None
+    # Derives the record keys of published statistics (api/stats/keys.py); like the JWT
+    # secret, every instance and the rebuild must share it.
+    cell_key_secret: str | None = None
     access_token_ttl: int = 900  # seconds; short because roles are read from the token
     refresh_token_ttl: int = 30 * 24 * 3600
     # RFC 9106 "second recommended" profile (argon2-cffi's default): 64 MiB, t=3, p=4.

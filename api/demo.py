@@ -20,6 +20,7 @@ from api.queries.areas import AreaRecord, get_area, list_areas
 from api.queries.surveys import HOUSEHOLD_DIGITAL
 from api.stats.catalog import load_catalog
 from api.stats.counters import recounting
+from api.stats.keys import RecordKeys, record_keys
 
 DEMO_PROVINCE = "38"  # Thanh Hóa
 DEMO_WARD_NAME = "hac thanh"  # Phường Hạc Thành, the provincial capital's central ward
@@ -99,7 +100,9 @@ def _household_answers(rng: random.Random, household_id: uuid.UUID) -> dict[str,
     }
 
 
-async def _demo_households(conn: asyncpg.Connection, ward: AreaRecord, count: int) -> int:
+async def _demo_households(
+    conn: asyncpg.Connection, ward: AreaRecord, count: int, keys: RecordKeys
+) -> int:
     """Households with realistic submissions, stored through the same path as a sync push."""
     member = await conn.fetchrow(
         "SELECT id FROM app_user WHERE phone = $1", normalize_phone(DEMO_USERS[3][0])
@@ -117,7 +120,7 @@ async def _demo_households(conn: asyncpg.Connection, ward: AreaRecord, count: in
     )
     rng = random.Random(2025)  # noqa: S311 - reproducible demo data, not security
     cache = SurveyCache()
-    catalog = await load_catalog(conn)
+    catalog = await load_catalog(conn, keys)
     stored = 0
     with tqdm(total=count - existing, desc="demo households", unit="hh") as progress:
         while existing + stored < count:
@@ -183,7 +186,7 @@ async def create_demo(dsn: str, settings: Settings, household_count: int = 300) 
                         province_id=area.province_id if area else None,
                         detail={"role": role, "via": "demo"},
                     )
-        added = await _demo_households(conn, ward, household_count)
+        added = await _demo_households(conn, ward, household_count, record_keys(settings))
     finally:
         await conn.close()
     print(

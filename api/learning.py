@@ -33,6 +33,7 @@ from api.i18n import N_
 from api.ingest import raw_item_id
 from api.queries import households as hq
 from api.queries import modules as q
+from api.stats.keys import RecordKeys
 from schemas.households import ItemResult, ItemStatus
 from schemas.modules import (
     AttemptResult,
@@ -158,7 +159,8 @@ def summarize(record: q.VersionRecord, language: str) -> ModuleSummary:
 class ModuleCache:
     """Published versions never change: each is read once, and rendered once per language."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: RecordKeys) -> None:
+        self.keys = keys  # learners' record keys, for the learning counters' key sums
         self.versions: dict[tuple[uuid.UUID, int], q.VersionRecord] = {}
         self.rendered: dict[tuple[uuid.UUID, int, str], Module] = {}
 
@@ -390,6 +392,7 @@ async def record_attempt(
                 ward_id=learner.ward_id,
                 province_id=learner.province_id,
                 household_id=learner.household_id,
+                record_key=cache.keys.of(str(learner.learner_id)),
             )
             after = msgspec.structs.replace(
                 before, attempts=before.attempts + 1, passed=before.passed or scored.passed
@@ -451,6 +454,7 @@ async def record_progress(
             ward_id=learner.ward_id,
             province_id=learner.province_id,
             household_id=learner.household_id,
+            record_key=cache.keys.of(str(learner.learner_id)),
         )
         done = set(before.lessons) | set(update.lessons)
         after = msgspec.structs.replace(

@@ -43,17 +43,20 @@ class StatArea(Schema):
 
 
 class Coverage(Schema):
-    """Households surveyed (with a current submission) out of households registered."""
+    """Households surveyed (with a current submission) out of households registered;
+    protected like the indicators (null and ``suppressed`` when withheld)."""
 
-    surveyed: int
-    registered: int
+    surveyed: int | None
+    registered: int | None
     value: float | None
+    suppressed: bool = False
 
 
 class IndicatorValue(Schema):
     """One indicator in one area and period. ``value`` is a fraction (0.756), or a ratio for
-    ``unit: ratio``; ``gap`` is target − value (positive: behind the target). A suppressed cell
-    has no numbers, ``suppressed: true`` and a ``reason`` code with its ``reasonText``."""
+    ``unit: ratio``; ``gap`` is target − value (positive: behind the target). Outside one's
+    own ward the counts are protected (perturbed); a withheld cell has no numbers,
+    ``suppressed: true``, ``reason: "privacy"`` and a ``reasonText``."""
 
     code: str
     name: str
@@ -69,10 +72,13 @@ class IndicatorValue(Schema):
 
 
 class Card(Schema):
-    """``learning`` (module completions and passes, today) is on current-period cards."""
+    """``learning`` (module completions and passes, today) is on current-period cards.
+    ``exact``: the figures are exact (a ward official's or team member's own ward); else
+    every count is protected by the cell key method (small noise, the same every time)."""
 
     area: StatArea
     period: str
+    exact: bool
     coverage: Coverage
     indicators: list[IndicatorValue]
     learning: Learning | None = None

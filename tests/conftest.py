@@ -112,6 +112,7 @@ def settings(tmp_path: Path) -> Settings:
         env="test",
         data_dir=str(tmp_path),
         jwt_secret="test-secret-that-is-long-enough-for-hs256",
+        cell_key_secret="test-cell-key-secret",
         login_max_failures=3,
         login_max_failures_per_addr=10,
         pool_min=1,

@@ -17,10 +17,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from api.config import Settings
 from api.db import create_pool
 from api.stats.catalog import load_catalog
 from api.stats.counters import rebuild
 from api.stats.exports import csv_stream, export_rows
+from api.stats.keys import record_keys
 from api.stats.periods import month_start, today
 from api.stats.places import Places
 from tests.conftest import (
@@ -158,7 +160,8 @@ async def test_every_indicator_counts_as_computed_by_hand(
     }
     body = await card(client, official, HAC_THANH)
     assert cells(body) == expected
-    assert body["coverage"] == {"surveyed": 3, "registered": 4, "value": 0.75}
+    assert body["exact"] is True  # their own ward
+    assert body["coverage"] == {"surveyed": 3, "registered": 4, "value": 0.75, "suppressed": False}
     by_code = {i["code"]: i for i in body["indicators"]}
     assert by_code["ADULT_SMARTPHONE"]["value"] == 0.75
     assert by_code["ADULT_SMARTPHONE"]["target"] == 0.8
@@ -170,18 +173,26 @@ async def test_every_indicator_counts_as_computed_by_hand(
     # As of the end of July 2025 the visits count, H5 (registered today) does not yet.
     july = await card(client, official, HAC_THANH, "2025-07")
     assert cells(july) == expected
-    assert july["coverage"] == {"surveyed": 3, "registered": 3, "value": 1.0}
+    assert july["coverage"] == {"surveyed": 3, "registered": 3, "value": 1.0, "suppressed": False}
     june = await card(client, official, HAC_THANH, "2025-06")
     assert cells(june)["ADULT_SMARTPHONE"] == (0, 0)
     assert june["coverage"]["registered"] == 0
     quarter = await card(client, official, HAC_THANH, "2025-Q3")
     assert cells(quarter) == expected
 
-    # The province is the sum of its wards; suppressed for its official (small numbers).
+    # The province is the sum of its wards; protected for its official: 3 to 5 people are
+    # perturbed to 0 or to 5 and more (withheld under 10), never published as 1 to 4.
     province = await accounts.headers(await accounts.create("province_official", THANH_HOA))
     province_card = await card(client, province, THANH_HOA)
-    assert province_card["coverage"]["surveyed"] == 3
-    assert all(i["suppressed"] for i in province_card["indicators"])
+    assert province_card["exact"] is False
+    shown = [
+        count
+        for i in province_card["indicators"]
+        for count in (i["numerator"], i["denominator"])
+        if count is not None
+    ]
+    assert not [count for count in shown if 1 <= count <= 4]
+    assert all(i["suppressed"] or i["denominator"] == 0 for i in province_card["indicators"])
     # Learning modules are on today's card: the six starter modules, nobody trained yet.
     assert [m["code"] for m in body["learning"]["modules"]] == sorted(
         m["code"] for m in body["learning"]["modules"]
@@ -197,20 +208,24 @@ async def test_every_indicator_counts_as_computed_by_hand(
 async def counters(db: asyncpg.Connection) -> tuple[list[Any], list[Any]]:
     """Every counter, its shards added up (the incremental path spreads them over shards)."""
     current = await db.fetch(
-        """SELECT area_id, parent_id, measure, sum(numerator), sum(denominator)
+        """SELECT area_id, parent_id, measure, sum(numerator), sum(denominator),
+                  sum(numerator_key), sum(denominator_key)
            FROM stat_current GROUP BY 1, 2, 3
-           HAVING sum(numerator) <> 0 OR sum(denominator) <> 0 ORDER BY 1, 3"""
+           HAVING sum(numerator) <> 0 OR sum(denominator) <> 0
+               OR sum(numerator_key) <> 0 OR sum(denominator_key) <> 0 ORDER BY 1, 3"""
     )
     deltas = await db.fetch(
-        """SELECT area_id, measure, month, sum(numerator), sum(denominator)
+        """SELECT area_id, measure, month, sum(numerator), sum(denominator),
+                  sum(numerator_key), sum(denominator_key)
            FROM stat_delta GROUP BY 1, 2, 3
-           HAVING sum(numerator) <> 0 OR sum(denominator) <> 0 ORDER BY 1, 2, 3"""
+           HAVING sum(numerator) <> 0 OR sum(denominator) <> 0
+               OR sum(numerator_key) <> 0 OR sum(denominator_key) <> 0 ORDER BY 1, 2, 3"""
     )
     return [tuple(r) for r in current], [tuple(r) for r in deltas]
 
 
 async def test_rebuild_equals_the_incremental_counters(
-    client: Client, accounts: Accounts, db: asyncpg.Connection
+    client: Client, accounts: Accounts, db: asyncpg.Connection, settings: Settings
 ) -> None:
     rng = random.Random(411)
     teams = {ward: await ward_team(accounts, ward) for ward in (HAC_THANH, HAM_RONG, BA_DINH)}
@@ -254,14 +269,18 @@ async def test_rebuild_equals_the_incremental_counters(
     assert incremental[0], "the mix produced counters"
     # The province row is the sum of its wards, today and in every month.
     current = incremental[0]
-    provinces = {(area, measure): (n, d) for area, parent, measure, n, d in current if not parent}
-    summed: dict[tuple[int, str], tuple[int, int]] = {}
-    for _, parent, measure, n, d in current:
+    provinces = {
+        (area, measure): tuple(rest) for area, parent, measure, *rest in current if not parent
+    }
+    summed: dict[tuple[int, str], tuple[int, ...]] = {}
+    for _, parent, measure, *rest in current:
         if parent:
-            before = summed.get((parent, measure), (0, 0))
-            summed[(parent, measure)] = (before[0] + n, before[1] + d)
+            before = summed.get((parent, measure), (0, 0, 0, 0))
+            summed[(parent, measure)] = tuple(a + b for a, b in zip(before, rest, strict=True))
     assert provinces == summed
-    households = await rebuild(db, await load_catalog(db))
+    # Key sums are kept too: the rebuild computes the same from the stored submissions.
+    assert any(row[5] for row in current)
+    households = await rebuild(db, await load_catalog(db, record_keys(settings)))
     assert households == await db.fetchval("SELECT count(*) FROM household")
     assert await counters(db) == incremental
 
@@ -361,10 +380,15 @@ async def survey_ward(
     await push(client, team, items)
 
 
-async def test_small_cells_are_suppressed_and_cannot_be_recovered(
+def near(shown: dict[str, Any], numerator: int, denominator: int) -> bool:
+    """A protected cell of a large count: within the perturbation table's D = 2."""
+    return abs(shown["numerator"] - numerator) <= 2 and abs(shown["denominator"] - denominator) <= 2
+
+
+async def test_children_tables_are_protected_cell_by_cell(
     client: Client, accounts: Accounts
 ) -> None:
-    """A province with one suppressed ward: a second ward is hidden too."""
+    """Every cell is perturbed on its own; small denominators never show as 1 to 9."""
     wards = {HAC_THANH: (30, 20), HAM_RONG: (3, 2), "14812": (12, 6)}  # Bỉm Sơn
     for ward, (households, smartphones) in wards.items():
         await survey_ward(client, await ward_team(accounts, ward), ward, households, smartphones)
@@ -377,20 +401,24 @@ async def test_small_cells_are_suppressed_and_cannot_be_recovered(
     assert response.status_code == 200, response.text
     rows = {row["area"]["code"]: row["indicator"] for row in response.json()["items"]}
     assert len(rows) == 166  # every ward of Thanh Hóa, empty ones included
-    assert rows[HAM_RONG]["suppressed"]
-    assert rows[HAM_RONG]["reason"] == "small_denominator"
-    assert rows[HAM_RONG]["value"] is None
-    assert rows[HAM_RONG]["numerator"] is None
-    assert "privacy" in rows[HAM_RONG]["reasonText"]
-    # Hàm Rồng alone would be the province total minus the others: the smallest other is hidden.
-    assert rows["14812"]["suppressed"]
-    assert rows["14812"]["reason"] == "complementary"
-    assert (rows[HAC_THANH]["numerator"], rows[HAC_THANH]["denominator"]) == (20, 30)
+    # 3 adults: perturbed to 0 (shown empty) or to 5 (withheld, being under 10).
+    small = rows[HAM_RONG]
+    if small["suppressed"]:
+        assert (small["reason"], small["numerator"], small["value"]) == ("privacy", None, None)
+        assert "privacy" in small["reasonText"]
+    else:
+        assert (small["numerator"], small["denominator"], small["value"]) == (0, 0, None)
+    # Larger cells are published with small noise, and no complementary cell is hidden.
+    assert not rows["14812"]["suppressed"]
+    assert near(rows["14812"], 6, 12)
+    assert near(rows[HAC_THANH], 20, 30)
     empty = next(r for code, r in rows.items() if code not in wards)
     assert (empty["suppressed"], empty["denominator"], empty["value"]) == (False, 0, None)
-    # Sorted by gap: the furthest behind first, hidden and empty rows last.
-    first = response.json()["items"][0]
-    assert first["area"]["code"] == HAC_THANH
+    # Sorted by gap: the furthest behind first, withheld and empty rows last.
+    gaps = [row["indicator"]["gap"] for row in response.json()["items"]]
+    shown = [gap for gap in gaps if gap is not None]
+    assert shown == sorted(shown, reverse=True)
+    assert gaps[: len(shown)] == shown
     # Pages of 50 give the same rows in the same order, each once.
     paged: list[str] = []
     cursor = None
@@ -413,24 +441,24 @@ async def test_small_cells_are_suppressed_and_cannot_be_recovered(
         headers=province,
     )
     assert [r["area"]["name"] for r in by_name.json()["items"]] == ["Xã An Nông", "Xã Ba Đình"]
-    # The same ward's card agrees with the table for the province official...
-    ham_rong = await card(client, province, HAM_RONG)
-    smartphone = next(i for i in ham_rong["indicators"] if i["code"] == "ADULT_SMARTPHONE")
-    assert smartphone["suppressed"]
-    assert smartphone["reason"] == "small_denominator"
-    dong = await card(client, province, "14812")
-    assert next(i for i in dong["indicators"] if i["code"] == "ADULT_SMARTPHONE")["reason"] == (
-        "complementary"
-    )
-    # ...while the ward's own official works with the exact figures.
+    # The same ward's card shows the same cells as the table, for the province official ...
+    for code in wards:
+        seen = next(
+            i
+            for i in (await card(client, province, code, **{"Accept-Language": "en"}))["indicators"]
+            if i["code"] == "ADULT_SMARTPHONE"
+        )
+        assert seen == rows[code]
+    # ... while the ward's own official works with the exact figures.
     ward_official = await accounts.headers(await accounts.create("ward_official", HAM_RONG))
     exact = await card(client, ward_official, HAM_RONG)
+    assert exact["exact"] is True
     assert cells(exact)["ADULT_SMARTPHONE"] == (2, 3)
-    # Primary rules: numerator 1–4 and complement 1–4.
-    digsig = {i["code"]: i for i in (await card(client, province, HAC_THANH))["indicators"]}
-    assert digsig["ADULT_SMARTPHONE"]["suppressed"] is False
-    assert digsig["ADULT_EID"]["reason"] is None  # 30 of 30 have level 2: no complement
-    assert digsig["ADULT_DIGSIG"]["numerator"] == 0  # nobody: nothing to protect
+    seen = {i["code"]: i for i in (await card(client, province, HAC_THANH))["indicators"]}
+    assert seen["ADULT_DIGSIG"]["numerator"] == 0  # nobody: zero stays zero
+    eid = seen["ADULT_EID"]  # 30 of 30: the numerator never exceeds the denominator
+    assert eid["numerator"] <= eid["denominator"]
+    assert near(eid, 30, 30)
 
 
 async def test_public_card_is_suppressed_and_cacheable(client: Client, accounts: Accounts) -> None:
@@ -441,9 +469,15 @@ async def test_public_card_is_suppressed_and_cacheable(client: Client, accounts:
     assert "public" in response.headers["cache-control"]
     body = response.json()
     smartphone = next(i for i in body["indicators"] if i["code"] == "ADULT_SMARTPHONE")
-    assert smartphone["suppressed"]
-    assert smartphone["reason"] == "small_numerator"
-    assert body["coverage"]["surveyed"] == 12
+    assert body["exact"] is False
+    assert smartphone["numerator"] in (0, 5, 6)  # 3 is perturbed to 0 or 5 (the ptable)
+    assert near(smartphone, smartphone["numerator"], 12)
+    assert abs(body["coverage"]["surveyed"] - 12) <= 2
+    # The public card of a ward is the same as the one its province official sees.
+    province = await accounts.headers(await accounts.create("province_official", THANH_HOA))
+    seen = await card(client, province, HAC_THANH)
+    assert seen["indicators"] == body["indicators"]
+    assert seen["coverage"] == body["coverage"]
     nation = await client.get("/api/v1/public/areas/VN/stats", headers={"Accept-Language": "en"})
     assert nation.status_code == 200
     assert nation.json()["area"] == {"code": "VN", "name": "Viet Nam", "level": "nation"}
@@ -534,11 +568,18 @@ async def test_exports_are_localized_audited_and_suppressed(
     assert rows[0][:3] == ["Tháng", "Mã địa bàn", "Địa bàn"]
     assert len(rows) == 1 + (1 + 166) * 9 * 24  # the province and its wards, 24 months
     mine = [r for r in rows if r[1] == HAC_THANH and r[4] == "ADULT_SMARTPHONE"]
-    assert mine[-1][6:11] == ["30", "40", "75,0\u00a0%", "80,0\u00a0%", "5,0\u00a0%"]
+    # Protected as on the province official's card of the ward: the same cell, the same value.
+    seen = next(
+        i for i in (await card(client, province, HAC_THANH))["indicators"]
+        if i["code"] == "ADULT_SMARTPHONE"
+    )  # fmt: skip
+    assert near(seen, 30, 40)
+    n, d = seen["numerator"], seen["denominator"]
+    assert mine[-1][6:8] == [str(n), str(d)]
+    assert mine[-1][8] == f"{n / d * 100:.1f}".replace(".", ",") + "\u00a0%"
+    assert mine[-1][9] == "80,0\u00a0%"
     assert mine[-1][0] == f"{today():%m/%Y}"
     assert mine[-1][5] == "Người trưởng thành có điện thoại thông minh"
-    # The province total would give Hạc Thành away if the others were shown: all hidden here
-    # except Hạc Thành, whose siblings are empty (nothing to protect).
     en = await client.get(
         f"/api/v1/stats/areas/{THANH_HOA}/export.csv",
         headers={**province, "Accept-Language": "en"},
@@ -546,7 +587,7 @@ async def test_exports_are_localized_audited_and_suppressed(
     en_rows = list(csv.reader(io.StringIO(en.content.decode("utf-8-sig"))))
     assert en_rows[0][:3] == ["Month", "Area code", "Area"]
     mine_en = [r for r in en_rows if r[1] == HAC_THANH and r[4] == "ADULT_SMARTPHONE"]
-    assert mine_en[-1][6:11] == ["30", "40", "75.0%", "80.0%", "5.0%"]
+    assert mine_en[-1][6:9] == [str(n), str(d), f"{n / d * 100:.1f}%"]
 
     xlsx = await client.get(
         f"/api/v1/stats/areas/{HAC_THANH}/export.xlsx",
@@ -557,14 +598,14 @@ async def test_exports_are_localized_audited_and_suppressed(
         assert workbook.testzip() is None
         sheet = workbook.read("xl/worksheets/sheet1.xml").decode()
         assert "Adults owning a smartphone" in sheet
-        assert "75.0%" in sheet
-        assert "<v>30</v>" in sheet
-        assert "<v>40</v>" in sheet
+        assert f"{n / d * 100:.1f}%" in sheet
+        assert f"<v>{n}</v>" in sheet
+        assert f"<v>{d}</v>" in sheet
     xlsx_vi = await client.get(f"/api/v1/stats/areas/{HAC_THANH}/export.xlsx", headers=province)
     with zipfile.ZipFile(io.BytesIO(xlsx_vi.content)) as workbook:
         sheet = workbook.read("xl/worksheets/sheet1.xml").decode()
         assert "Chỉ tiêu" in sheet
-        assert "75,0\u00a0%" in sheet
+        assert f"{n / d * 100:.1f}".replace(".", ",") + "\u00a0%" in sheet
     audited = await db.fetch(
         "SELECT subject_id, detail FROM audit_log WHERE action = 'stats.export' ORDER BY id"
     )
@@ -574,11 +615,11 @@ async def test_exports_are_localized_audited_and_suppressed(
 
 
 async def test_a_province_export_streams_in_constant_memory(
-    accounts: Accounts, client: Client, db: asyncpg.Connection
+    accounts: Accounts, client: Client, db: asyncpg.Connection, settings: Settings
 ) -> None:
     team = await ward_team(accounts, HAC_THANH)
     await survey_ward(client, team, HAC_THANH, 20, 15)
-    catalog = await load_catalog(db)
+    catalog = await load_catalog(db, record_keys(settings))
     places = Places()
     place = await places.find(db, THANH_HOA)
     assert place is not None

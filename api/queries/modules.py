@@ -5,16 +5,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
 
 from schemas.modules import (
     Audience,
-    CompetenceLearning,
     ModuleDefinition,
-    ModuleLearning,
 )
 
 # Modules ---------------------------------------------------------------------------------------
@@ -254,21 +252,25 @@ async def lock_learner(
     ward_id: int,
     province_id: int,
     household_id: uuid.UUID | None,
+    record_key: int,
 ) -> LearnerState:
-    """The learner's row for the module (created empty if new), locked for the transaction.
+    """The learner's row for the module (created empty if new, with the learner's record
+    key for the learning counters' key sums), locked for the transaction.
 
     Created first and locked second, so two concurrent updates of a new learner cannot both
     count them as new.
     """
     await conn.execute(
-        """INSERT INTO learner_module (module_id, learner_id, ward_id, province_id, household_id)
-           VALUES ($1, $2, $3, $4, $5)
+        """INSERT INTO learner_module
+               (module_id, learner_id, ward_id, province_id, household_id, record_key)
+           VALUES ($1, $2, $3, $4, $5, $6)
            ON CONFLICT (module_id, learner_id) DO NOTHING""",
         module_id,
         learner_id,
         ward_id,
         province_id,
         household_id,
+        record_key,
     )
     row = await conn.fetchrow(
         """SELECT lessons, completed, attempts, passed, ward_id FROM learner_module
@@ -302,16 +304,24 @@ async def update_learner(
                SET lessons = $3, completed = $4, attempts = $5, passed = $6,
                    best_score = greatest(best_score, $7), updated_at = now()
                WHERE module_id = $1 AND learner_id = $2
-               RETURNING ward_id, province_id
+               RETURNING ward_id, province_id, record_key
            )
            INSERT INTO ward_learning AS w
-               (ward_id, province_id, module_id, learners, completions, passed, attempts)
-           SELECT ward_id, province_id, $1, $8, $9, $10, $11 FROM learner
+               (ward_id, province_id, module_id, learners, completions, passed, attempts,
+                learners_key, completions_key, passed_key, attempts_key)
+           SELECT ward_id, province_id, $1, $8::int, $9::int, $10::int, $11::int,
+                  $8::int * record_key, $9::int * record_key, $10::int * record_key,
+                  $11::int * record_key
+           FROM learner
            ON CONFLICT (ward_id, module_id) DO UPDATE
            SET learners = w.learners + EXCLUDED.learners,
                completions = w.completions + EXCLUDED.completions,
                passed = w.passed + EXCLUDED.passed,
-               attempts = w.attempts + EXCLUDED.attempts""",
+               attempts = w.attempts + EXCLUDED.attempts,
+               learners_key = w.learners_key + EXCLUDED.learners_key,
+               completions_key = w.completions_key + EXCLUDED.completions_key,
+               passed_key = w.passed_key + EXCLUDED.passed_key,
+               attempts_key = w.attempts_key + EXCLUDED.attempts_key""",
         module_id,
         learner_id,
         after.lessons,
@@ -349,11 +359,52 @@ async def learner_progress(
 # Learning statistics ---------------------------------------------------------------------------
 
 
+class LearningCounts(NamedTuple):
+    """Exact counts and their key sums (learners, completions, passed, attempts), from
+    which ``api.stats.cards.learning_view`` builds what a caller may see."""
+
+    learners: int
+    completions: int
+    passed: int
+    attempts: int
+    keys: tuple[int, int, int, int]
+
+    def __add__(self, other: object) -> LearningCounts:
+        assert isinstance(other, LearningCounts)
+        return LearningCounts(
+            self.learners + other.learners,
+            self.completions + other.completions,
+            self.passed + other.passed,
+            self.attempts + other.attempts,
+            (
+                self.keys[0] + other.keys[0],
+                self.keys[1] + other.keys[1],
+                self.keys[2] + other.keys[2],
+                self.keys[3] + other.keys[3],
+            ),
+        )
+
+
+NO_LEARNERS = LearningCounts(0, 0, 0, 0, (0, 0, 0, 0))
+
+
+class ModuleCounts(msgspec.Struct, frozen=True, kw_only=True):
+    module_id: uuid.UUID
+    code: str
+    title: str
+    counts: LearningCounts
+
+
+class CompetenceCounts(msgspec.Struct, frozen=True, kw_only=True):
+    component: str
+    counts: LearningCounts  # sums over the modules tagged with the component
+
+
 class LearningSummary(msgspec.Struct, frozen=True, kw_only=True):
     """Learning counts summed over some wards: per module and per competence component."""
 
-    modules: list[ModuleLearning]
-    competences: list[CompetenceLearning]
+    modules: list[ModuleCounts]
+    competences: list[CompetenceCounts]
 
 
 VersionSource = Callable[
@@ -386,11 +437,17 @@ async def learning_summary(
                   coalesce(w.learners, 0)::int AS learners,
                   coalesce(w.completions, 0)::int AS completions,
                   coalesce(w.passed, 0)::int AS passed,
-                  coalesce(w.attempts, 0)::int AS attempts
+                  coalesce(w.attempts, 0)::int AS attempts,
+                  coalesce(w.learners_key, 0)::bigint AS learners_key,
+                  coalesce(w.completions_key, 0)::bigint AS completions_key,
+                  coalesce(w.passed_key, 0)::bigint AS passed_key,
+                  coalesce(w.attempts_key, 0)::bigint AS attempts_key
            FROM learning_module m
            LEFT JOIN (
                SELECT module_id, sum(learners) AS learners, sum(completions) AS completions,
-                      sum(passed) AS passed, sum(attempts) AS attempts
+                      sum(passed) AS passed, sum(attempts) AS attempts,
+                      sum(learners_key) AS learners_key, sum(completions_key) AS completions_key,
+                      sum(passed_key) AS passed_key, sum(attempts_key) AS attempts_key
                FROM ward_learning
                WHERE $1::int[] IS NULL OR ward_id = ANY ($1::int[])
                GROUP BY module_id
@@ -400,33 +457,32 @@ async def learning_summary(
         ward_ids,
     )
     described = await versions(conn, {(r["id"], r["latest_version"]) for r in rows})
-    modules: list[ModuleLearning] = []
-    by_component: dict[str, list[int]] = {}
+    modules: list[ModuleCounts] = []
+    by_component: dict[str, LearningCounts] = {}
     for row in rows:
         definition = described[(row["id"], row["latest_version"])].definition
+        counts = LearningCounts(
+            row["learners"],
+            row["completions"],
+            row["passed"],
+            row["attempts"],
+            (row["learners_key"], row["completions_key"], row["passed_key"], row["attempts_key"]),
+        )
         for component in definition.competences.components:
-            sums = by_component.setdefault(component, [0, 0, 0])
-            sums[0] += row["learners"]
-            sums[1] += row["completions"]
-            sums[2] += row["passed"]
+            by_component[component] = by_component.get(component, NO_LEARNERS) + counts
         modules.append(
-            ModuleLearning(
+            ModuleCounts(
                 module_id=row["id"],
                 code=row["code"],
                 title=definition.title.en if language == "en" else definition.title.vi,
-                learners=row["learners"],
-                completions=row["completions"],
-                passed=row["passed"],
-                attempts=row["attempts"],
+                counts=counts,
             )
         )
     return LearningSummary(
         modules=modules,
         competences=[
-            CompetenceLearning(
-                component=component, learners=sums[0], completions=sums[1], passed=sums[2]
-            )
-            for component, sums in sorted(
+            CompetenceCounts(component=component, counts=counts)
+            for component, counts in sorted(
                 by_component.items(), key=lambda item: [int(p) for p in item[0].split(".")]
             )
         ],

@@ -1,9 +1,9 @@
-"""Statistics from the counters: periods, cards, children tables, series and export rows.
+"""Statistics from the counters: cards, children tables and series.
 
 Reading never scans households: a ward card reads its own counters, a province card its
 province's, the nation sums its provinces. Views other than a ward official's or team
-member's own ward are suppressed (primary and complementary, see ``api.stats.disclosure``), which
-needs the siblings' counters: the children of the same parent.
+member's own ward are protected cell by cell (``api.stats.disclosure``), so no view needs
+its siblings' counters.
 """
 
 from __future__ import annotations
@@ -11,17 +11,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
-from typing import TypeVar
 
 import asyncpg
-import msgspec
 
 from api.i18n import translate
-from api.queries.modules import LearningSummary, VersionSource, learning_summary
+from api.queries.modules import LearningCounts, LearningSummary, VersionSource, learning_summary
 from api.stats import counters as q
 from api.stats.catalog import COVERAGE, Catalog
-from api.stats.counters import EMPTY, Cell, MonthlyDelta
-from api.stats.disclosure import REASONS, primary, protect
+from api.stats.counters import EMPTY, Cell, MonthlyDelta, add
+from api.stats.disclosure import MIN_DENOMINATOR, PTABLE, REASONS, WITHHELD, published
 from api.stats.periods import Grain, Period, period_points
 from api.stats.places import Place, Places
 from schemas.modules import CompetenceLearning, Learning, ModuleLearning
@@ -39,8 +37,7 @@ def cumulate(deltas: list[MonthlyDelta], ends: list[date]) -> dict[tuple[int, st
         while position < len(deltas) and deltas[position].month <= end:
             delta = deltas[position]
             key = (delta.area_id, delta.measure)
-            before = running.get(key, EMPTY)
-            running[key] = (before[0] + delta.numerator, before[1] + delta.denominator)
+            running[key] = add(running.get(key, EMPTY), delta.cell)
             position += 1
         for key, cell in running.items():
             found.setdefault(key, [EMPTY] * len(ends))[index] = cell
@@ -51,8 +48,7 @@ def total(cells: Iterable[dict[str, Cell]]) -> dict[str, Cell]:
     summed: dict[str, Cell] = defaultdict(lambda: EMPTY)
     for area_cells in cells:
         for measure, cell in area_cells.items():
-            before = summed[measure]
-            summed[measure] = (before[0] + cell[0], before[1] + cell[1])
+            summed[measure] = add(summed[measure], cell)
     return dict(summed)
 
 
@@ -78,10 +74,13 @@ def rounded(value: float | None) -> float | None:
 
 
 def indicator_value(
-    indicator: Indicator, cell: Cell, target: float | None, reason: str | None, language: str
+    indicator: Indicator, cell: Cell, target: float | None, language: str, *, exact: bool
 ) -> IndicatorValue:
+    """One indicator as the caller may see it: exact in their own ward, else perturbed (and
+    withheld when its perturbed denominator is small)."""
     name = getattr(indicator.name, language)
-    if reason is not None:
+    shown = published(cell, indicator.unit, exact_view=exact)
+    if shown.withheld:
         return IndicatorValue(
             code=indicator.code,
             name=name,
@@ -92,10 +91,10 @@ def indicator_value(
             target=target,
             gap=None,
             suppressed=True,
-            reason=reason,
-            reason_text=translate(language, REASONS[reason]),
+            reason=WITHHELD,
+            reason_text=translate(language, REASONS[WITHHELD]),
         )
-    numerator, denominator = cell
+    numerator, denominator = shown.numerator, shown.denominator
     value = numerator / denominator if denominator else None
     return IndicatorValue(
         code=indicator.code,
@@ -121,8 +120,11 @@ def nearest_target(
     return None
 
 
-def coverage_of(cells: dict[str, Cell]) -> Coverage:
-    surveyed, registered = cells.get(COVERAGE, EMPTY)
+def coverage_of(cells: dict[str, Cell], *, exact: bool) -> Coverage:
+    shown = published(cells.get(COVERAGE, EMPTY), "percent", exact_view=exact)
+    if shown.withheld:
+        return Coverage(surveyed=None, registered=None, value=None, suppressed=True)
+    surveyed, registered = shown.numerator, shown.denominator
     return Coverage(
         surveyed=surveyed,
         registered=registered,
@@ -141,36 +143,30 @@ async def card(
     language: str,
     versions: VersionSource,
 ) -> Card:
-    """One round trip for today's card: the counters it needs and the targets."""
-    siblings: q.Cells | None = None
+    """One round trip for today's card: the counters it needs and the targets. Every cell
+    is protected on its own (no siblings needed): see ``api.stats.disclosure``."""
     if place.id is None:
         provinces = [p.id for p in await places.children(conn, None) if p.id is not None]
         found_cells, found = await cells_at(conn, provinces, period, place.chain)
         own = total(found_cells.values())
-    elif exact:
+    else:
         found_cells, found = await cells_at(conn, [place.id], period, place.chain)
         own = found_cells.get(place.id, {})
-    else:
-        group = [p.id for p in await places.children(conn, place.parent_id) if p.id is not None]
-        siblings, found = await cells_at(conn, group, period, place.chain)
-        own = siblings.get(place.id, {})
-    values = []
-    for indicator in catalog.indicators:
-        cell = own.get(indicator.code, EMPTY)
-        reason = None
-        if siblings is not None and place.id is not None:
-            column = {
-                area_id: cells.get(indicator.code, EMPTY) for area_id, cells in siblings.items()
-            }
-            reason = protect(column, indicator.unit)[place.id]
-        elif not exact:
-            reason = protect({0: cell}, indicator.unit)[0]
-        target = nearest_target(found, place.chain, indicator.code)
-        values.append(indicator_value(indicator, cell, target, reason, language))
+    values = [
+        indicator_value(
+            indicator,
+            own.get(indicator.code, EMPTY),
+            nearest_target(found, place.chain, indicator.code),
+            language,
+            exact=exact,
+        )
+        for indicator in catalog.indicators
+    ]
     return Card(
         area=place.public(language),
         period=period.label,
-        coverage=coverage_of(own),
+        exact=exact,
+        coverage=coverage_of(own, exact=exact),
         indicators=values,
         learning=(
             await learning_of(
@@ -182,32 +178,54 @@ async def card(
     )
 
 
-LearningRow = TypeVar("LearningRow", ModuleLearning, CompetenceLearning)
-
-
-def _learning_shown(row: LearningRow) -> LearningRow:
-    """A learning row with its counts hidden when they could single someone out."""
-    learners = row.learners or 0
-    why = primary((row.passed or 0, learners), "percent") or primary(
-        (row.completions or 0, learners), "percent"
+def _protected_counts(counts: LearningCounts) -> LearningCounts | None:
+    """Perturbed learning counts, or None when too few learners may be shown."""
+    learners = PTABLE.perturb(counts.learners, counts.keys[0])
+    if 0 < learners < MIN_DENOMINATOR:
+        return None
+    return LearningCounts(
+        learners=learners,
+        completions=min(PTABLE.perturb(counts.completions, counts.keys[1]), learners),
+        passed=min(PTABLE.perturb(counts.passed, counts.keys[2]), learners),
+        attempts=PTABLE.perturb(counts.attempts, counts.keys[3]),
+        keys=counts.keys,
     )
-    if why is None:
-        return row
-    hidden: dict[str, object] = {"learners": None, "completions": None, "passed": None}
-    if isinstance(row, ModuleLearning):
-        hidden["attempts"] = None
-    return msgspec.structs.replace(row, suppressed=True, reason=why, **hidden)
 
 
 def learning_view(summary: LearningSummary, *, exact: bool) -> Learning:
-    """Learning counts as the caller may see them: outside one's own ward, a module or
-    competence with few learners, or with 1–4 of them (not) passing, is hidden."""
-    if exact:
-        return Learning(modules=summary.modules, competences=summary.competences)
-    return Learning(
-        modules=[_learning_shown(module) for module in summary.modules],
-        competences=[_learning_shown(competence) for competence in summary.competences],
-    )
+    """Learning counts as the caller may see them: exact in one's own ward, else each count
+    perturbed by its own cell key (module rows, competence rows and totals alike), and a row
+    whose perturbed learners are 1 to 9 withheld."""
+    modules: list[ModuleLearning] = []
+    for module in summary.modules:
+        counts = module.counts if exact else _protected_counts(module.counts)
+        modules.append(
+            ModuleLearning(
+                module_id=module.module_id,
+                code=module.code,
+                title=module.title,
+                learners=None if counts is None else counts.learners,
+                completions=None if counts is None else counts.completions,
+                passed=None if counts is None else counts.passed,
+                attempts=None if counts is None else counts.attempts,
+                suppressed=counts is None,
+                reason=WITHHELD if counts is None else None,
+            )
+        )
+    competences: list[CompetenceLearning] = []
+    for competence in summary.competences:
+        counts = competence.counts if exact else _protected_counts(competence.counts)
+        competences.append(
+            CompetenceLearning(
+                component=competence.component,
+                learners=None if counts is None else counts.learners,
+                completions=None if counts is None else counts.completions,
+                passed=None if counts is None else counts.passed,
+                suppressed=counts is None,
+                reason=WITHHELD if counts is None else None,
+            )
+        )
+    return Learning(modules=modules, competences=competences)
 
 
 async def learning_of(
@@ -238,21 +256,18 @@ async def children(
     period: Period,
     language: str,
 ) -> list[tuple[Place, IndicatorValue]]:
-    """Every child of ``place`` (always suppressed: it is a comparison across areas)."""
+    """Every child of ``place``, always protected: it is a comparison across areas."""
     if place.level == "ward":
         return []
     kids = [kid for kid in await places.children(conn, place.id) if kid.id is not None]
     ids = [kid.id for kid in kids if kid.id is not None]
     found_cells, found = await cells_at(conn, ids, period, ids + place.chain)
-    group = {area_id: found_cells.get(area_id, {}).get(indicator.code, EMPTY) for area_id in ids}
-    reasons = protect(group, indicator.unit)
     rows = []
     for kid in kids:
         assert kid.id is not None
+        cell = found_cells.get(kid.id, {}).get(indicator.code, EMPTY)
         target = nearest_target(found, [kid.id, *place.chain], indicator.code)
-        rows.append(
-            (kid, indicator_value(indicator, group[kid.id], target, reasons[kid.id], language))
-        )
+        rows.append((kid, indicator_value(indicator, cell, target, language, exact=False)))
     return rows
 
 
@@ -267,16 +282,14 @@ async def series(
     language: str,
     now: date,
 ) -> list[SeriesPoint]:
+    """Each point is the cell as of the end of its period, protected like a card's."""
     points = period_points(grain, now)
     ends = [p.end for p in points if p.end is not None]
-    last = ends[-1]
     if place.id is None:
         area_ids = [p.id for p in await places.children(conn, None) if p.id is not None]
-    elif exact:
-        area_ids = [place.id]
     else:
-        area_ids = [p.id for p in await places.children(conn, place.parent_id) if p.id is not None]
-    deltas = await q.monthly_deltas(conn, area_ids, last, indicator.code)
+        area_ids = [place.id]
+    deltas = await q.monthly_deltas(conn, area_ids, ends[-1], indicator.code)
     by_area = {
         area_id: cells for (area_id, _), cells in cumulate(deltas, ends).items()
     }  # one measure
@@ -284,15 +297,11 @@ async def series(
     targets_by_year = {year: await q.targets(conn, place.chain, year) for year in years}
     result = []
     for index, point in enumerate(points):
-        group = {area_id: by_area.get(area_id, [EMPTY] * len(ends))[index] for area_id in area_ids}
-        if place.id is None:
-            cell = total({indicator.code: c} for c in group.values()).get(indicator.code, EMPTY)
-            reason = protect({0: cell}, indicator.unit)[0]
-        else:
-            cell = group.get(place.id, EMPTY)
-            reason = None if exact else protect(group, indicator.unit)[place.id]
+        cell = EMPTY
+        for area_id in area_ids:
+            cell = add(cell, by_area.get(area_id, [EMPTY] * len(ends))[index])
         target = nearest_target(targets_by_year[point.year], place.chain, indicator.code)
-        value = indicator_value(indicator, cell, target, reason, language)
+        value = indicator_value(indicator, cell, target, language, exact=exact)
         result.append(
             SeriesPoint(
                 period=point.label,

@@ -18,6 +18,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
+from api.stats.keys import RecordKeys, sql_key
 from schemas.stats import Indicator, Rule
 
 COVERAGE: Final = "COVERAGE"  # surveyed households / registered households
@@ -26,10 +27,12 @@ TIME_ZONE: Final = "Asia/Ho_Chi_Minh"  # months and ages are counted in Vietnam 
 
 
 class Catalog:
-    """The indicators in display order, and the SQL counting them (built once)."""
+    """The indicators in display order, the SQL counting them (built once), and the record
+    keys the counters carry (its statements take ``keys.params`` as $2 and $3)."""
 
-    def __init__(self, indicators: list[Indicator]) -> None:
+    def __init__(self, indicators: list[Indicator], keys: RecordKeys) -> None:
         self.indicators = indicators
+        self.keys = keys
         self.by_code = {indicator.code: indicator for indicator in indicators}
         self.codes = [indicator.code for indicator in indicators]
         self.history_by_households = history_sql(indicators, "h.id = ANY($1::uuid[])")
@@ -37,11 +40,11 @@ class Catalog:
         self.accepted = accepted_sql(indicators)
 
 
-async def load_catalog(conn: asyncpg.Connection) -> Catalog:
+async def load_catalog(conn: asyncpg.Connection, keys: RecordKeys) -> Catalog:
     rows = await conn.fetch(
         "SELECT code, name, unit, subject, min_age, rule FROM indicator ORDER BY position"
     )
-    return Catalog([msgspec.convert(row, Indicator, from_attributes=True) for row in rows])
+    return Catalog([msgspec.convert(row, Indicator, from_attributes=True) for row in rows], keys)
 
 
 def _choice(value: object) -> str:
@@ -74,26 +77,48 @@ def predicate(rule: Rule, answers: str) -> str:
     raise ValueError(f"unknown rule op {rule.op!r}")
 
 
+# Record keys in the generated SQL: the padded cell-key secret is $2 and $3 (api/stats/keys.py).
+HOUSEHOLD_KEY: Final = sql_key("h.id::text", "$2", "$3")
+PERSON_KEY: Final = sql_key("s.household_id::text || ':' || (member.item->>'memberId')", "$2", "$3")
+
+
 def measures_lateral(indicators: list[Indicator]) -> str:
-    """The member aggregates of one submission, and one (measure, numerator, denominator)
-    row per indicator built from them."""
+    """The member aggregates of one submission, and one (measure, numerator, denominator,
+    numerator key sum, denominator key sum) row per indicator built from them. ``s`` has the
+    submission's ``household_id``, ``hk`` (the household's record key), answers and members."""
     aggregates: list[str] = []
     rows: list[str] = []
     for position, indicator in enumerate(indicators):
         test = predicate(indicator.rule, "a" if indicator.subject == "member" else "s.answers")
         if indicator.subject == "household":
-            numerator = (
-                f"{test}" if indicator.rule.op == "sum" else f"CASE WHEN {test} THEN 1 ELSE 0 END"
+            if indicator.rule.op == "sum":
+                numerator, key = f"{test}", f"s.hk * {test}"
+            else:
+                numerator = f"CASE WHEN {test} THEN 1 ELSE 0 END"
+                key = f"CASE WHEN {test} THEN s.hk ELSE 0 END"
+            rows.append(
+                f"('{indicator.code}', ({numerator})::bigint, 1::bigint,"
+                f" ({key})::bigint, s.hk::bigint)"
             )
-            rows.append(f"('{indicator.code}', ({numerator})::bigint, 1::bigint)")
             continue
         eligible = "true" if indicator.min_age is None else f"age >= {int(indicator.min_age)}"
         if indicator.rule.op == "sum":
+            # A sum's key weighs each person's key by their value: any change draws new noise.
             aggregates.append(f"coalesce(sum({test}) FILTER (WHERE {eligible}), 0) AS n{position}")
+            aggregates.append(
+                f"coalesce(sum(rk * {test}) FILTER (WHERE {eligible}), 0) AS nk{position}"
+            )
         else:
             aggregates.append(f"count(*) FILTER (WHERE {eligible} AND {test}) AS n{position}")
+            aggregates.append(
+                f"coalesce(sum(rk) FILTER (WHERE {eligible} AND {test}), 0) AS nk{position}"
+            )
         aggregates.append(f"count(*) FILTER (WHERE {eligible}) AS d{position}")
-        rows.append(f"('{indicator.code}', m.n{position}::bigint, m.d{position}::bigint)")
+        aggregates.append(f"coalesce(sum(rk) FILTER (WHERE {eligible}), 0) AS dk{position}")
+        rows.append(
+            f"('{indicator.code}', m.n{position}::bigint, m.d{position}::bigint,"
+            f" m.nk{position}::bigint, m.dk{position}::bigint)"
+        )
     lateral = f"""
         CROSS JOIN LATERAL (
             SELECT {", ".join(aggregates) if aggregates else "1 AS unused"}
@@ -101,10 +126,12 @@ def measures_lateral(indicators: list[Indicator]) -> str:
             CROSS JOIN LATERAL (
                 SELECT member.item->'answers' AS a,
                        extract(year FROM s.collected_at AT TIME ZONE '{TIME_ZONE}')::int
-                         - (member.item->'answers'->>'{BIRTH_YEAR}')::int AS age
+                         - (member.item->'answers'->>'{BIRTH_YEAR}')::int AS age,
+                       {PERSON_KEY} AS rk
             ) AS person
         ) AS m
-        CROSS JOIN LATERAL (VALUES {", ".join(rows)}) AS measure(code, numerator, denominator)"""
+        CROSS JOIN LATERAL (VALUES {", ".join(rows)})
+            AS measure(code, numerator, denominator, numerator_key, denominator_key)"""
     return lateral
 
 
@@ -113,43 +140,51 @@ def history_sql(indicators: list[Indicator], households: str) -> str:
 
     A submission counts from its ``counted_at`` until the one that superseded it took over;
     a household is registered from its creation (or its first visit, if that was earlier)
-    and surveyed from its first visit. ``households`` is a fixed filter on ``household h``.
+    and surveyed from its first visit. ``households`` is a fixed filter on ``household h``
+    ($1); $2 and $3 are the padded cell-key secret.
     """
     lateral = measures_lateral(indicators)
     return f"""
     WITH h AS (
-        SELECT h.id, h.ward_id, h.province_id, h.created_at FROM household h WHERE {households}
+        SELECT h.id, h.ward_id, h.province_id, h.created_at, {HOUSEHOLD_KEY} AS hk
+        FROM household h WHERE {households}
     ), s AS (
-        SELECT s.household_id, s.counted_at, s.collected_at, s.answers, s.members,
+        SELECT s.household_id, h.hk, s.counted_at, s.collected_at, s.answers, s.members,
                next.counted_at AS ended_at
         FROM h
         JOIN submission s ON s.household_id = h.id
         LEFT JOIN submission next ON next.household_id = s.household_id AND next.supersedes = s.id
     ), counted AS (
-        SELECT s.household_id, s.counted_at, s.ended_at,
-               measure.code, measure.numerator, measure.denominator
+        SELECT s.household_id, s.counted_at, s.ended_at, measure.*
         FROM s {lateral}
     ), first AS (
         SELECT household_id, min(counted_at) AS at FROM s GROUP BY household_id
     ), event AS (
-        SELECT household_id, counted_at AS at, code, numerator, denominator FROM counted
+        SELECT household_id, counted_at AS at, code, numerator, denominator,
+               numerator_key, denominator_key
+        FROM counted
         UNION ALL
-        SELECT household_id, ended_at, code, -numerator, -denominator FROM counted
-        WHERE ended_at IS NOT NULL
+        SELECT household_id, ended_at, code, -numerator, -denominator,
+               -numerator_key, -denominator_key
+        FROM counted WHERE ended_at IS NOT NULL
         UNION ALL
-        SELECT household_id, at, '{COVERAGE}', 1, 0 FROM first
+        SELECT first.household_id, first.at, '{COVERAGE}', 1, 0, h.hk, 0
+        FROM first JOIN h ON h.id = first.household_id
         UNION ALL
-        SELECT h.id, least(h.created_at, first.at), '{COVERAGE}', 0, 1
+        SELECT h.id, least(h.created_at, first.at), '{COVERAGE}', 0, 1, 0, h.hk
         FROM h LEFT JOIN first ON first.household_id = h.id
     )
     SELECT h.ward_id, h.province_id,
            date_trunc('month', event.at AT TIME ZONE '{TIME_ZONE}')::date AS month,
            event.code AS measure,
            sum(event.numerator)::bigint AS numerator,
-           sum(event.denominator)::bigint AS denominator
+           sum(event.denominator)::bigint AS denominator,
+           sum(event.numerator_key)::bigint AS numerator_key,
+           sum(event.denominator_key)::bigint AS denominator_key
     FROM event JOIN h ON h.id = event.household_id
     GROUP BY 1, 2, 3, 4
-    HAVING sum(event.numerator) <> 0 OR sum(event.denominator) <> 0"""
+    HAVING sum(event.numerator) <> 0 OR sum(event.denominator) <> 0
+        OR sum(event.numerator_key) <> 0 OR sum(event.denominator_key) <> 0"""
 
 
 def accepted_sql(indicators: list[Indicator]) -> str:
@@ -157,56 +192,62 @@ def accepted_sql(indicators: list[Indicator]) -> str:
     counters, as monthly deltas per ward: each counts from its ``counted_at`` and ends the
     state it supersedes there; a first visit makes the household surveyed (and registered,
     if that is earlier than its creation). The rebuild computes the same from scratch
-    (:func:`history_sql`), which is what the tests compare."""
+    (:func:`history_sql`), which is what the tests compare. $2 and $3: the padded secret."""
     lateral = measures_lateral(indicators)
     # Wards come with the new rows (one index lookup each), never from a join of the
     # deltas with all households: a generic plan would hash the whole table.
     return f"""
     WITH new AS (
         SELECT n.id, n.household_id, n.supersedes, n.counted_at, h.created_at,
-               h.ward_id, h.province_id
+               h.ward_id, h.province_id, {HOUSEHOLD_KEY} AS hk
         FROM submission n JOIN household h ON h.id = n.household_id
         WHERE n.id = ANY($1::uuid[])
     ), s AS (
         SELECT new.ward_id, new.province_id, new.counted_at AS at, 1 AS sign,
-               s.answers, s.members, s.collected_at
+               new.household_id, new.hk, s.answers, s.members, s.collected_at
         FROM new JOIN submission s ON s.id = new.id
         UNION ALL
         SELECT new.ward_id, new.province_id, new.counted_at, -1,
-               s.answers, s.members, s.collected_at
+               new.household_id, new.hk, s.answers, s.members, s.collected_at
         FROM new JOIN submission s ON s.id = new.supersedes
     ), event AS (
         SELECT s.ward_id, s.province_id, s.at, measure.code,
                s.sign * measure.numerator AS numerator,
-               s.sign * measure.denominator AS denominator
+               s.sign * measure.denominator AS denominator,
+               s.sign * measure.numerator_key AS numerator_key,
+               s.sign * measure.denominator_key AS denominator_key
         FROM s {lateral}
         UNION ALL
-        SELECT ward_id, province_id, counted_at, '{COVERAGE}', 1, 0
+        SELECT ward_id, province_id, counted_at, '{COVERAGE}', 1, 0, hk, 0
         FROM new WHERE supersedes IS NULL
         UNION ALL
-        SELECT ward_id, province_id, created_at, '{COVERAGE}', 0, -1
+        SELECT ward_id, province_id, created_at, '{COVERAGE}', 0, -1, 0, -hk
         FROM new WHERE supersedes IS NULL AND counted_at < created_at
         UNION ALL
-        SELECT ward_id, province_id, counted_at, '{COVERAGE}', 0, 1
+        SELECT ward_id, province_id, counted_at, '{COVERAGE}', 0, 1, 0, hk
         FROM new WHERE supersedes IS NULL AND counted_at < created_at
     )
     SELECT ward_id, province_id,
            date_trunc('month', at AT TIME ZONE '{TIME_ZONE}')::date AS month,
            code AS measure,
            sum(numerator)::bigint AS numerator,
-           sum(denominator)::bigint AS denominator
+           sum(denominator)::bigint AS denominator,
+           sum(numerator_key)::bigint AS numerator_key,
+           sum(denominator_key)::bigint AS denominator_key
     FROM event
     GROUP BY 1, 2, 3, 4
-    HAVING sum(numerator) <> 0 OR sum(denominator) <> 0"""
+    HAVING sum(numerator) <> 0 OR sum(denominator) <> 0
+        OR sum(numerator_key) <> 0 OR sum(denominator_key) <> 0"""
 
 
 class CatalogCache:
     """The catalog only changes with a migration, so each process reads it once."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: RecordKeys) -> None:
+        self.keys = keys
         self._catalog: Catalog | None = None
 
     async def get(self, conn: asyncpg.Connection) -> Catalog:
         if self._catalog is None:
-            self._catalog = await load_catalog(conn)
+            self._catalog = await load_catalog(conn, self.keys)
         return self._catalog

@@ -13,15 +13,33 @@ from typing import NamedTuple
 import asyncpg
 
 from api.stats.catalog import Catalog
+from api.stats.keys import sql_key
 
 # One monthly change of one measure in one ward (the province follows its wards).
 DeltaKey = tuple[int, int, date, str]  # ward_id, province_id, month, measure
-Deltas = dict[DeltaKey, tuple[int, int]]  # → (numerator, denominator)
+Deltas = dict[DeltaKey, "Cell"]  # → (numerator, denominator, their key sums)
 
 
-# (numerator, denominator): a plain tuple, as cards build thousands of them per request.
-Cell = tuple[int, int]
-EMPTY: Cell = (0, 0)
+# (numerator, denominator, numerator key sum, denominator key sum): a plain tuple, as cards
+# build thousands of them per request. Key sums are unreduced; see api/stats/disclosure.py.
+Cell = tuple[int, int, int, int]
+EMPTY: Cell = (0, 0, 0, 0)
+
+
+def add(a: Cell, b: Cell) -> Cell:
+    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3])
+
+
+def _deltas(rows: list[asyncpg.Record]) -> Deltas:
+    return {
+        (r["ward_id"], r["province_id"], r["month"], r["measure"]): (
+            r["numerator"],
+            r["denominator"],
+            r["numerator_key"],
+            r["denominator_key"],
+        )
+        for r in rows
+    }
 
 
 # Keeping the counters -----------------------------------------------------------------------
@@ -33,37 +51,24 @@ async def household_history(
     """What these households contribute to the counters, from their stored submissions."""
     if not household_ids:
         return {}
-    rows = await conn.fetch(catalog.history_by_households, household_ids)
-    return {
-        (r["ward_id"], r["province_id"], r["month"], r["measure"]): (
-            r["numerator"],
-            r["denominator"],
-        )
-        for r in rows
-    }
+    return _deltas(
+        await conn.fetch(catalog.history_by_households, household_ids, *catalog.keys.params)
+    )
 
 
 async def accepted_deltas(
     conn: asyncpg.Connection, catalog: Catalog, submission_ids: list[uuid.UUID]
 ) -> Deltas:
     """What newly stored submissions change in the counters (see ``accepted_sql``)."""
-    rows = await conn.fetch(catalog.accepted, submission_ids)
-    return {
-        (r["ward_id"], r["province_id"], r["month"], r["measure"]): (
-            r["numerator"],
-            r["denominator"],
-        )
-        for r in rows
-    }
+    return _deltas(await conn.fetch(catalog.accepted, submission_ids, *catalog.keys.params))
 
 
 def difference(after: Deltas, before: Deltas) -> Deltas:
     changed: Deltas = {}
     for key in after.keys() | before.keys():
-        new_n, new_d = after.get(key, (0, 0))
-        old_n, old_d = before.get(key, (0, 0))
-        if new_n != old_n or new_d != old_d:
-            changed[key] = (new_n - old_n, new_d - old_d)
+        new, old = after.get(key, EMPTY), before.get(key, EMPTY)
+        if new != old:
+            changed[key] = (new[0] - old[0], new[1] - old[1], new[2] - old[2], new[3] - old[3])
     return changed
 
 
@@ -80,42 +85,45 @@ async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
     if not deltas:
         return
     shard = random.randrange(SHARDS)  # noqa: S311 - spreading load, not security
-    current: dict[tuple[int, str], list[int | None]] = {}
-    monthly: dict[tuple[int, str, date], list[int]] = defaultdict(lambda: [0, 0])
-    for (ward_id, province_id, month, measure), (numerator, denominator) in deltas.items():
+    current: dict[tuple[int, str], tuple[int | None, Cell]] = {}
+    monthly: dict[tuple[int, str, date], Cell] = defaultdict(lambda: EMPTY)
+    for (ward_id, province_id, month, measure), change in deltas.items():
         for area_id, parent_id in ((ward_id, province_id), (province_id, None)):
-            cell = current.setdefault((area_id, measure), [parent_id, 0, 0])
-            cell[1] = (cell[1] or 0) + numerator
-            cell[2] = (cell[2] or 0) + denominator
-            monthly[(area_id, measure, month)][0] += numerator
-            monthly[(area_id, measure, month)][1] += denominator
+            before = current.get((area_id, measure), (parent_id, EMPTY))[1]
+            current[(area_id, measure)] = (parent_id, add(before, change))
+            monthly[(area_id, measure, month)] = add(monthly[(area_id, measure, month)], change)
     keys = sorted(current)
     await conn.execute(
-        """INSERT INTO stat_current AS c
-                  (area_id, parent_id, measure, numerator, denominator, shard)
-           SELECT *, $6 FROM unnest($1::int[], $2::int[], $3::text[], $4::bigint[], $5::bigint[])
+        """INSERT INTO stat_current AS c (area_id, parent_id, measure, numerator, denominator,
+                                          numerator_key, denominator_key, shard)
+           SELECT *, $8 FROM unnest($1::int[], $2::int[], $3::text[], $4::bigint[],
+                                    $5::bigint[], $6::bigint[], $7::bigint[])
            ON CONFLICT (area_id, measure, shard) DO UPDATE
            SET numerator = c.numerator + excluded.numerator,
-               denominator = c.denominator + excluded.denominator""",
+               denominator = c.denominator + excluded.denominator,
+               numerator_key = c.numerator_key + excluded.numerator_key,
+               denominator_key = c.denominator_key + excluded.denominator_key""",
         [k[0] for k in keys],
         [current[k][0] for k in keys],
         [k[1] for k in keys],
-        [current[k][1] for k in keys],
-        [current[k][2] for k in keys],
+        *([current[k][1][i] for k in keys] for i in range(4)),
         shard,
     )
     months = sorted(monthly)
     await conn.execute(
-        """INSERT INTO stat_delta AS d (area_id, measure, month, numerator, denominator, shard)
-           SELECT *, $6 FROM unnest($1::int[], $2::text[], $3::date[], $4::bigint[], $5::bigint[])
+        """INSERT INTO stat_delta AS d (area_id, measure, month, numerator, denominator,
+                                        numerator_key, denominator_key, shard)
+           SELECT *, $8 FROM unnest($1::int[], $2::text[], $3::date[], $4::bigint[],
+                                    $5::bigint[], $6::bigint[], $7::bigint[])
            ON CONFLICT (area_id, measure, month, shard) DO UPDATE
            SET numerator = d.numerator + excluded.numerator,
-               denominator = d.denominator + excluded.denominator""",
+               denominator = d.denominator + excluded.denominator,
+               numerator_key = d.numerator_key + excluded.numerator_key,
+               denominator_key = d.denominator_key + excluded.denominator_key""",
         [k[0] for k in months],
         [k[1] for k in months],
         [k[2] for k in months],
-        [monthly[k][0] for k in months],
-        [monthly[k][1] for k in months],
+        *([monthly[k][i] for k in months] for i in range(4)),
         shard,
     )
 
@@ -125,34 +133,60 @@ def accumulate_sql(history: str) -> str:
     return f"""
     WITH d AS ({history}),
     l AS (
-        SELECT ward_id AS area_id, month, measure, numerator, denominator FROM d
+        SELECT ward_id AS area_id, month, measure, numerator, denominator,
+               numerator_key, denominator_key FROM d
         UNION ALL
-        SELECT province_id, month, measure, numerator, denominator FROM d
+        SELECT province_id, month, measure, numerator, denominator,
+               numerator_key, denominator_key FROM d
     )
-    INSERT INTO stat_delta AS s (area_id, measure, month, numerator, denominator)
-    SELECT area_id, measure, month, sum(numerator), sum(denominator) FROM l GROUP BY 1, 2, 3
+    INSERT INTO stat_delta AS s (area_id, measure, month, numerator, denominator,
+                                 numerator_key, denominator_key)
+    SELECT area_id, measure, month, sum(numerator), sum(denominator),
+           sum(numerator_key), sum(denominator_key)
+    FROM l GROUP BY 1, 2, 3
     ON CONFLICT (area_id, measure, month, shard) DO UPDATE
     SET numerator = s.numerator + excluded.numerator,
-        denominator = s.denominator + excluded.denominator"""
+        denominator = s.denominator + excluded.denominator,
+        numerator_key = s.numerator_key + excluded.numerator_key,
+        denominator_key = s.denominator_key + excluded.denominator_key"""
 
 
 CURRENT_FROM_DELTAS = """
-    INSERT INTO stat_current (area_id, parent_id, measure, numerator, denominator)
-    SELECT d.area_id, a.parent_id, d.measure, sum(d.numerator), sum(d.denominator)
+    INSERT INTO stat_current (area_id, parent_id, measure, numerator, denominator,
+                              numerator_key, denominator_key)
+    SELECT d.area_id, a.parent_id, d.measure, sum(d.numerator), sum(d.denominator),
+           sum(d.numerator_key), sum(d.denominator_key)
     FROM stat_delta d JOIN area a ON a.id = d.area_id
     GROUP BY d.area_id, a.parent_id, d.measure"""
+
+# Learners' record keys, and the per-ward learning counters recomputed from the learners.
+LEARNER_KEYS = f"UPDATE learner_module SET record_key = {sql_key('learner_id::text', '$1', '$2')}"
+LEARNING_FROM_LEARNERS = """
+    INSERT INTO ward_learning (ward_id, province_id, module_id, learners, completions, passed,
+                               attempts, learners_key, completions_key, passed_key, attempts_key)
+    SELECT ward_id, province_id, module_id,
+           count(*) FILTER (WHERE attempts > 0), count(*) FILTER (WHERE completed),
+           count(*) FILTER (WHERE passed), coalesce(sum(attempts), 0),
+           coalesce(sum(record_key) FILTER (WHERE attempts > 0), 0),
+           coalesce(sum(record_key) FILTER (WHERE completed), 0),
+           coalesce(sum(record_key) FILTER (WHERE passed), 0),
+           coalesce(sum(record_key * attempts), 0)
+    FROM learner_module GROUP BY ward_id, province_id, module_id"""
 
 
 async def rebuild(
     conn: asyncpg.Connection, catalog: Catalog, advance: Callable[[str], None] | None = None
 ) -> int:
-    """Recompute every counter from the stored submissions, province by province.
+    """Recompute every counter (and key sum) from the stored submissions, province by
+    province, then the learning counters from the learners.
 
     Writers wait (EXCLUSIVE lock) and readers keep seeing the old counters until the commit.
     Returns the number of households counted.
     """
     async with conn.transaction():
-        await conn.execute("LOCK TABLE stat_current, stat_delta IN EXCLUSIVE MODE")
+        await conn.execute(
+            "LOCK TABLE stat_current, stat_delta, ward_learning, learner_module IN EXCLUSIVE MODE"
+        )
         await conn.execute("DELETE FROM stat_delta")
         await conn.execute("DELETE FROM stat_current")
         provinces = await conn.fetch(
@@ -160,10 +194,13 @@ async def rebuild(
         )
         statement = accumulate_sql(catalog.history_by_province)
         for province in provinces:
-            await conn.execute(statement, province["id"])
+            await conn.execute(statement, province["id"], *catalog.keys.params)
             if advance is not None:
                 advance(province["name"])
         await conn.execute(CURRENT_FROM_DELTAS)
+        await conn.execute(LEARNER_KEYS, *catalog.keys.params)
+        await conn.execute("DELETE FROM ward_learning")
+        await conn.execute(LEARNING_FROM_LEARNERS)
         counted: int = await conn.fetchval("SELECT count(*) FROM household")
     return counted
 
@@ -183,12 +220,13 @@ async def current_with_targets(
     :func:`targets`), in one round trip: this is the path of every card."""
     rows = await conn.fetch(
         """SELECT area_id, measure, sum(numerator)::bigint, sum(denominator)::bigint,
+                  sum(numerator_key)::bigint, sum(denominator_key)::bigint,
                   NULL::numeric AS value
            FROM stat_current WHERE area_id = ANY($1::int[])
            GROUP BY area_id, measure
            UNION ALL
            (SELECT DISTINCT ON (coalesce(area_id, 0), indicator)
-                   coalesce(area_id, 0), indicator, NULL, NULL, value
+                   coalesce(area_id, 0), indicator, NULL, NULL, NULL, NULL, value
             FROM target
             WHERE coalesce(area_id, 0) = ANY($2::int[]) AND year <= $3
             ORDER BY coalesce(area_id, 0), indicator, year DESC)""",
@@ -198,9 +236,9 @@ async def current_with_targets(
     )
     cells: Cells = {area_id: {} for area_id in area_ids}
     found: Targets = {}
-    for area_id, measure, numerator, denominator, value in rows:
+    for area_id, measure, numerator, denominator, n_key, d_key, value in rows:
         if value is None:
-            cells[area_id][measure] = (numerator, denominator)
+            cells[area_id][measure] = (numerator, denominator, n_key, d_key)
         else:
             found[(area_id, measure)] = float(value)
     return cells, found
@@ -210,8 +248,7 @@ class MonthlyDelta(NamedTuple):
     area_id: int
     measure: str
     month: date
-    numerator: int
-    denominator: int
+    cell: Cell
 
 
 async def monthly_deltas(
@@ -222,7 +259,8 @@ async def monthly_deltas(
 ) -> list[MonthlyDelta]:
     """Monthly changes of these areas up to ``until`` (inclusive), oldest first."""
     rows = await conn.fetch(
-        """SELECT area_id, measure, month, sum(numerator)::bigint, sum(denominator)::bigint
+        """SELECT area_id, measure, month, sum(numerator)::bigint, sum(denominator)::bigint,
+                  sum(numerator_key)::bigint, sum(denominator_key)::bigint
            FROM stat_delta
            WHERE area_id = ANY($1::int[]) AND month <= $2 AND ($3::text IS NULL OR measure = $3)
            GROUP BY area_id, measure, month
@@ -231,7 +269,7 @@ async def monthly_deltas(
         until,
         measure,
     )
-    return [MonthlyDelta(*r) for r in rows]
+    return [MonthlyDelta(r[0], r[1], r[2], (r[3], r[4], r[5], r[6])) for r in rows]
 
 
 class AreaRow(NamedTuple):

@@ -1,57 +1,96 @@
-"""Small-area disclosure control for the statistics.
+"""What a published figure may show: the cell key method.
 
-Primary suppression hides a cell whose denominator is under 10, or whose numerator or
-complement (denominator − numerator) is between 1 and 4: such a cell could single out a
-household. Complementary suppression then hides one more cell among siblings when exactly one
-is hidden, so it cannot be recovered as the parent's total minus the others. A cell with no
-one in it (denominator 0) reveals nothing and is shown empty, not suppressed.
+Every count that leaves the server outside a ward's own exact view is perturbed. Each
+counted unit has a record key (api/stats/keys.py); a cell (a count in one area, measure and
+period) carries the sum of its contributors' keys modulo 256, its cell key; the published
+count is the true count plus the noise that the perturbation table (``ptable``,
+``migrations/data/ptable.json``, made by ``tools/gen_ptable.py``) gives for that count and
+cell key. So:
+
+- the same cell (the same contributors) always shows the same value, in every view,
+  language, export and process: asking again averages nothing away;
+- adding, editing or deleting one household changes the cell key and draws fresh noise:
+  reading a figure before and after a visit does not reveal the household's answers;
+- a parent's noise is not the sum of its children's: subtracting published children from a
+  published parent recovers nothing exactly, so no complementary cells need hiding;
+- no perturbed count lies between 1 and the table's ``js``, and none is negative.
+
+Rates are computed from the perturbed numerator and denominator (the numerator capped at
+the denominator). A ratio's numerator (cloud accounts, a sum) gets the noise for its
+(sum, key) multiplied by the cell's mean per adult, rounded, at least 1: one person moves a
+sum by their own accounts, not by one. A cell whose perturbed denominator is between 1 and
+``MIN_DENOMINATOR`` − 1 is withheld, and the answer says only that it is withheld for
+privacy (a reason naming a range would give the range away).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-from typing import Final, TypeVar
+import json
+from pathlib import Path
+from typing import Final, NamedTuple
 
 from api.i18n import N_
 from api.stats.counters import Cell
 
+PTABLE_PATH: Final = Path(__file__).resolve().parents[2] / "migrations" / "data" / "ptable.json"
 MIN_DENOMINATOR: Final = 10
-MAX_SMALL_COUNT: Final = 4
-
-REASONS: Final = {
-    "small_denominator": N_("Fewer than 10 people or households: hidden to protect privacy."),
-    "small_numerator": N_("Between 1 and 4 counted: hidden to protect privacy."),
-    "small_complement": N_("All but 1 to 4 counted: hidden to protect privacy."),
-    "complementary": N_(
-        "Hidden so that another hidden figure cannot be worked out from the total."
-    ),
-}
-
-K = TypeVar("K", bound=Hashable)
+KEY_SPACE: Final = 256
+WITHHELD: Final = "privacy"  # the one reason code a withheld cell carries
+REASONS: Final = {WITHHELD: N_("Withheld to protect privacy.")}
 
 
-def primary(cell: Cell, unit: str) -> str | None:
-    numerator, denominator = cell
-    if denominator == 0:
-        return None
-    if denominator < MIN_DENOMINATOR:
-        return "small_denominator"
-    if 1 <= numerator <= MAX_SMALL_COUNT:
-        return "small_numerator"
-    # A ratio (cloud accounts per adult) has no complement: the numerator may exceed it.
-    if unit == "percent" and 1 <= denominator - numerator <= MAX_SMALL_COUNT:
-        return "small_complement"
-    return None
+class Ptable:
+    """Noise by (count, cell key): row ``min(count, last)``, column ``key mod 256``."""
+
+    def __init__(self, table: dict[str, object]) -> None:
+        rows = table["rows"]
+        assert isinstance(rows, list)
+        self.version = table["version"]
+        self.js = int(str(table["js"]))
+        self._noise: list[list[int]] = [list(row["noise"]) for row in rows]
+        self._last = len(self._noise) - 1
+        if any(len(noise) != KEY_SPACE for noise in self._noise):
+            raise ValueError("every ptable row has one noise per cell key")
+
+    def noise(self, count: int, key: int) -> int:
+        if count <= 0:
+            return 0
+        return self._noise[min(count, self._last)][key % KEY_SPACE]
+
+    def perturb(self, count: int, key: int) -> int:
+        return count + self.noise(count, key)
 
 
-def protect(siblings: Mapping[K, Cell], unit: str) -> dict[K, str | None]:
-    """Why each of a parent's children is hidden (None: shown)."""
-    reasons = {key: primary(cell, unit) for key, cell in siblings.items()}
-    hidden = [key for key, reason in reasons.items() if reason is not None]
-    if len(hidden) == 1:
-        # Hide the smallest other non-empty cell: the least information lost.
-        candidates = [key for key, cell in siblings.items() if reasons[key] is None and cell[1] > 0]
-        if candidates:
-            chosen = min(candidates, key=lambda key: (siblings[key][1], str(key)))
-            reasons[chosen] = "complementary"
-    return reasons
+def load_ptable(path: Path = PTABLE_PATH) -> Ptable:
+    return Ptable(json.loads(path.read_text(encoding="utf-8")))
+
+
+PTABLE: Final = load_ptable()
+
+
+class Published(NamedTuple):
+    """A cell as it may be published: perturbed counts, and whether it is withheld."""
+
+    numerator: int
+    denominator: int
+    withheld: bool
+
+
+def perturb(cell: Cell, unit: str = "percent") -> Published:
+    numerator, denominator, numerator_key, denominator_key = cell
+    shown_denominator = PTABLE.perturb(denominator, denominator_key)
+    if unit == "ratio":
+        scale = max(1, round(numerator / denominator)) if denominator > 0 else 1
+        shown_numerator = max(0, numerator + scale * PTABLE.noise(numerator, numerator_key))
+    else:
+        shown_numerator = min(PTABLE.perturb(numerator, numerator_key), shown_denominator)
+    return Published(shown_numerator, shown_denominator, 0 < shown_denominator < MIN_DENOMINATOR)
+
+
+def exact(cell: Cell) -> Published:
+    return Published(cell[0], cell[1], False)
+
+
+def published(cell: Cell, unit: str, *, exact_view: bool) -> Published:
+    """The cell as this caller may see it: exact in their own ward, else perturbed."""
+    return exact(cell) if exact_view else perturb(cell, unit)

@@ -24,8 +24,8 @@ from api.i18n import FORMAT_LOCALES, N_, format_number, format_rate, translate
 from api.stats import counters as q
 from api.stats.cards import cumulate, nearest_target, total
 from api.stats.catalog import Catalog
-from api.stats.counters import EMPTY, Cell
-from api.stats.disclosure import REASONS, protect
+from api.stats.counters import EMPTY
+from api.stats.disclosure import REASONS, WITHHELD, Published, perturb
 from api.stats.periods import EXPORT_MONTHS, add_months, month_start
 from api.stats.places import Place, Places
 from schemas.stats import Indicator
@@ -75,10 +75,10 @@ def formatted(row: ExportRow, language: str) -> tuple[list[str], int | None, int
     numerator: int | None = None
     denominator: int | None = None
     value = gap = note = ""
-    if row.reason is not None:
-        note = translate(language, REASONS[row.reason])
+    if row.shown.withheld:
+        note = translate(language, REASONS[WITHHELD])
     else:
-        numerator, denominator = row.cell
+        numerator, denominator = row.shown.numerator, row.shown.denominator
         if denominator:
             rate = numerator / denominator
             value = _amount(rate, unit, language)
@@ -224,51 +224,41 @@ class ExportRow(NamedTuple):
     month: date
     place: Place
     indicator: Indicator
-    cell: Cell
+    shown: Published  # always protected: exports leave the office
     target: float | None
-    reason: str | None
 
 
-async def _group_rows(
+async def _area_rows(
     conn: asyncpg.Connection,
     catalog: Catalog,
-    members: list[Place],
-    group: list[int],
+    areas: list[Place],
     ends: list[date],
     chain_tail: list[int],
 ) -> AsyncIterator[ExportRow]:
-    """Rows of ``members`` (some of the areas in ``group``, which share a parent), suppressed
-    against the whole group; ``chain_tail`` is where targets are looked for above them."""
-    cells = cumulate(await q.monthly_deltas(conn, group, ends[-1]), ends)
+    """Rows of ``areas`` (siblings), each cell protected on its own; ``chain_tail`` is where
+    targets are looked for above them."""
+    ids = [area.id for area in areas if area.id is not None]
+    cells = cumulate(await q.monthly_deltas(conn, ids, ends[-1]), ends)
     years = sorted({end.year for end in ends})
-    ids = [m.id for m in members if m.id is not None]
     targets = {year: await q.targets(conn, ids + chain_tail, year) for year in years}
     blank = [EMPTY] * len(ends)
     for index, end in enumerate(ends):
-        reasons = {
-            indicator.code: protect(
-                {area_id: cells.get((area_id, indicator.code), blank)[index] for area_id in group},
-                indicator.unit,
-            )
-            for indicator in catalog.indicators
-        }
-        for member in members:
-            assert member.id is not None
+        for area in areas:
+            assert area.id is not None
             for indicator in catalog.indicators:
                 yield ExportRow(
                     end,
-                    member,
+                    area,
                     indicator,
-                    cells.get((member.id, indicator.code), blank)[index],
-                    nearest_target(targets[end.year], [member.id, *chain_tail], indicator.code),
-                    reasons[indicator.code][member.id],
+                    perturb(cells.get((area.id, indicator.code), blank)[index], indicator.unit),
+                    nearest_target(targets[end.year], [area.id, *chain_tail], indicator.code),
                 )
 
 
 async def export_rows(
     conn: asyncpg.Connection, catalog: Catalog, places: Places, place: Place, now: date
 ) -> AsyncIterator[ExportRow]:
-    """The last 24 months of ``place`` and every area under it, always suppressed.
+    """The last 24 months of ``place`` and every area under it, always protected.
 
     Memory holds one province's wards at a time, whatever the size of the country.
     """
@@ -285,29 +275,18 @@ async def export_rows(
                     {indicator.code: by_key.get((pid, indicator.code), [EMPTY] * len(ends))[index]}
                     for pid in province_ids
                 ).get(indicator.code, EMPTY)
-                reason = protect({0: cell}, indicator.unit)[0]
                 target = nearest_target(targets[end.year], [q.NATION], indicator.code)
-                yield ExportRow(end, place, indicator, cell, target, reason)
+                yield ExportRow(end, place, indicator, perturb(cell, indicator.unit), target)
     if place.level == "ward":
         assert place.parent_id is not None
-        siblings = [p.id for p in await places.children(conn, place.parent_id) if p.id is not None]
-        async for row in _group_rows(
-            conn, catalog, [place], siblings, ends, [place.parent_id, q.NATION]
-        ):
+        async for row in _area_rows(conn, catalog, [place], ends, [place.parent_id, q.NATION]):
             yield row
         return
     shown = provinces if place.level == "nation" else [place]
     for province in shown:
         assert province.id is not None
-        async for row in _group_rows(conn, catalog, [province], province_ids, ends, [q.NATION]):
+        async for row in _area_rows(conn, catalog, [province], ends, [q.NATION]):
             yield row
         wards = await places.children(conn, province.id)
-        async for row in _group_rows(
-            conn,
-            catalog,
-            wards,
-            [w.id for w in wards if w.id is not None],
-            ends,
-            [province.id, q.NATION],
-        ):
+        async for row in _area_rows(conn, catalog, wards, ends, [province.id, q.NATION]):
             yield row
