@@ -42,8 +42,8 @@ bench: install
 # Re-extract message ids after changing user-facing text, then translate the new entries.
 messages: $(STAMP)
 	$(BIN)/pybabel extract -F pyproject.toml --no-location --sort-output \
-		-o i18n/messages.pot api schemas
-	$(BIN)/pybabel update -i i18n/messages.pot -d i18n -D messages --no-fuzzy-matching
+		-w 100 -o i18n/messages.pot api schemas
+	$(BIN)/pybabel update -i i18n/messages.pot -d i18n -D messages --no-fuzzy-matching -w 100 --ignore-obsolete
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -664,3 +664,36 @@ async def test_areas_read_by_concurrent_first_requests_are_listed_once(dsn: str)
         assert len(wards) == len({ward.code for ward in wards}) == expected == 166
     finally:
         await pool.close()
+
+
+async def test_record_keys_in_sql_are_the_hmac_of_the_unit(
+    client: Client, accounts: Accounts, db: asyncpg.Connection, settings: Settings
+) -> None:
+    """The counters' key sums come from SQL; they must be the HMAC-SHA256 the server would
+    compute, and a re-visit that keeps the member ids keeps the keys."""
+    keys = record_keys(settings)
+    team = await ward_team(accounts, HAM_RONG)
+    household = await new_household(client, team, HAM_RONG)
+    person = member(1980, smartphone=True)
+    first = submission(household, [person], collected_at=JULY)
+    await push(client, team, [first])
+
+    async def key_sums(measure: str) -> tuple[int, int]:
+        row = await db.fetchrow(
+            """SELECT sum(numerator_key), sum(denominator_key) FROM stat_current
+               WHERE measure = $1 AND area_id = (SELECT id FROM area WHERE code = $2)""",
+            measure,
+            HAM_RONG,
+        )
+        return int(row[0]) % 256, int(row[1]) % 256
+
+    household_key = keys.of(household)
+    person_key = keys.of(f"{household}:{person['memberId']}")
+    assert await key_sums("HH_BROADBAND") == (household_key, household_key)
+    assert await key_sums("COVERAGE") == (household_key, household_key)
+    assert await key_sums("ADULT_SMARTPHONE") == (person_key, person_key)
+    assert await key_sums("ADULT_CLOUD") == (person_key, person_key)  # 1 account × key
+    # The same person re-visited without a smartphone: out of the numerator, same key.
+    person["answers"]["smartphone"] = False  # type: ignore[index]
+    await push(client, team, [submission(household, [person], supersedes=first["id"])])
+    assert await key_sums("ADULT_SMARTPHONE") == (0, person_key)
