@@ -14,8 +14,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from api.config import Settings
 from api.learning import check_definition
 from api.queries.modules import learning_summary
+from api.stats.catalog import load_catalog
+from api.stats.counters import rebuild
+from api.stats.keys import record_keys
 from schemas.modules import ModuleDefinition
 from tests.conftest import BA_DINH, HAC_THANH, HAM_RONG, THANH_HOA, Accounts, member, submission
 from tests.test_sync import new_household, push
@@ -499,6 +503,7 @@ async def test_learning_statistics_per_ward_and_province(
     team: dict[str, str],
     ids: dict[str, uuid.UUID],
     db: asyncpg.Connection,
+    settings: Settings,
 ) -> None:
     vneid, scams = ids["vneid_level2"], ids["scam_awareness"]
     right = right_answers("vneid_level2")
@@ -594,6 +599,14 @@ async def test_learning_statistics_per_ward_and_province(
     after = await client.get(f"/api/v1/stats/areas/{HAC_THANH}/learning", headers=ward_official)
     assert by_code(after.json())["vneid_level2"] == (0, 0, 0, 0)
     assert by_code(after.json())["scam_awareness"] == (1, 0, 1, 1)
+
+    # The learning counters and their key sums, kept one change at a time (and by the
+    # deletion trigger), equal a rebuild from the learners.
+    learning = "SELECT * FROM ward_learning WHERE learners <> 0 OR attempts <> 0 ORDER BY 1, 3"
+    incremental = [tuple(r) for r in await db.fetch(learning)]
+    assert any(row[-4] for row in incremental), "learners carry record keys"
+    await rebuild(db, await load_catalog(db, record_keys(settings)))
+    assert [tuple(r) for r in await db.fetch(learning)] == incremental
 
 
 async def recommended(
