@@ -52,6 +52,20 @@ class Coverage(Schema):
     suppressed: bool = False
 
 
+ForecastStatus = Literal["met", "on_pace", "not_within_5_years", "not_enough_data", "no_target"]
+
+
+class Forecast(Schema):
+    """When the target is reached at the pace of the last 6 months (a Theil–Sen slope over
+    the monthly values the caller may see): ``on_pace`` with the ``month`` (YYYY-MM), or
+    ``met``, ``not_within_5_years``, ``not_enough_data`` (fewer than 3 months with data),
+    ``no_target``. ``monthlyChange``: the pace, in the indicator's unit per month."""
+
+    status: ForecastStatus
+    month: str | None
+    monthly_change: float | None
+
+
 class IndicatorValue(Schema):
     """One indicator in one area and period. ``value`` is a fraction (0.756), or a ratio for
     ``unit: ratio``; ``gap`` is target − value (positive: behind the target). Outside one's
@@ -69,6 +83,7 @@ class IndicatorValue(Schema):
     suppressed: bool
     reason: str | None
     reason_text: str | None
+    forecast: Forecast | None = None
 
 
 class Card(Schema):
@@ -85,8 +100,13 @@ class Card(Schema):
 
 
 class ChildRow(Schema):
+    """``noData``: nothing to show for this area (nobody surveyed, or withheld for privacy);
+    with ``sort=gap`` or ``sort=coverage`` these rows come first, as a group."""
+
     area: StatArea
     indicator: IndicatorValue
+    coverage: Coverage
+    no_data: bool
 
 
 class SeriesPoint(Schema):
@@ -108,6 +128,7 @@ class Series(Schema):
     unit: Unit
     grain: Literal["month", "quarter", "year"]
     points: list[SeriesPoint]
+    forecast: Forecast  # from the monthly values, whatever the grain
 
 
 class NewTarget(Schema):

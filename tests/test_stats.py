@@ -23,7 +23,7 @@ from api.stats.catalog import load_catalog
 from api.stats.counters import rebuild
 from api.stats.exports import csv_stream, export_rows
 from api.stats.keys import record_keys
-from api.stats.periods import month_start, today
+from api.stats.periods import add_months, month_start, today
 from api.stats.places import Places
 from tests.conftest import (
     BA_DINH,
@@ -414,11 +414,26 @@ async def test_children_tables_are_protected_cell_by_cell(
     assert near(rows[HAC_THANH], 20, 30)
     empty = next(r for code, r in rows.items() if code not in wards)
     assert (empty["suppressed"], empty["denominator"], empty["value"]) == (False, 0, None)
-    # Sorted by gap: the furthest behind first, withheld and empty rows last.
-    gaps = [row["indicator"]["gap"] for row in response.json()["items"]]
-    shown = [gap for gap in gaps if gap is not None]
-    assert shown == sorted(shown, reverse=True)
-    assert gaps[: len(shown)] == shown
+    # Sorted by gap: areas with no data first (flagged: where the teams should go), then the
+    # furthest behind; each row has its coverage.
+    items = response.json()["items"]
+    flags = [row["noData"] for row in items]
+    assert flags == sorted(flags, reverse=True)
+    assert all(row["indicator"]["value"] is None for row in items if row["noData"])
+    gaps = [row["indicator"]["gap"] for row in items if not row["noData"]]
+    assert gaps == sorted(gaps, reverse=True)
+    assert len(gaps) >= 2
+    covered = {row["area"]["code"]: row["coverage"] for row in items}
+    assert abs(covered[HAC_THANH]["registered"] - 30) <= 2
+    by_coverage = await client.get(
+        f"/api/v1/stats/areas/{THANH_HOA}/children",
+        params={"indicator": "ADULT_SMARTPHONE", "sort": "coverage", "limit": 500},
+        headers=province,
+    )
+    coverages = [
+        row["coverage"]["value"] for row in by_coverage.json()["items"] if row["coverage"]["value"]
+    ]
+    assert coverages == sorted(coverages)
     # Pages of 50 give the same rows in the same order, each once.
     paged: list[str] = []
     cursor = None
@@ -697,3 +712,46 @@ async def test_record_keys_in_sql_are_the_hmac_of_the_unit(
     person["answers"]["smartphone"] = False  # type: ignore[index]
     await push(client, team, [submission(household, [person], supersedes=first["id"])])
     assert await key_sums("ADULT_SMARTPHONE") == (0, person_key)
+
+
+async def test_cards_and_series_carry_a_forecast(client: Client, accounts: Accounts) -> None:
+    """Six months in which the ward's smartphone share rises by 5 points a month, from 50 %
+    to 75 %: the 80 % target is reached next month; the province sees a forecast made from
+    its protected values."""
+    team = await ward_team(accounts, HAM_RONG)
+    this_month = month_start(today())
+    items = []
+    for back in range(5, -1, -1):  # oldest first
+        month = add_months(this_month, -back)
+        with_phone = 10 - back  # 5, 6, ... 10 of each month's 10 one-adult households
+        for index in range(10):
+            household = await new_household(client, team, HAM_RONG)
+            items.append(
+                submission(
+                    household,
+                    [member(1980, smartphone=index < with_phone)],
+                    collected_at=f"{month:%Y-%m}-02T09:00:00+07:00",
+                )
+            )
+    await push(client, team, items)
+    official = await accounts.headers(await accounts.create("ward_official", HAM_RONG))
+    body = await card(client, official, HAM_RONG)
+    smartphone = next(i for i in body["indicators"] if i["code"] == "ADULT_SMARTPHONE")
+    assert (smartphone["numerator"], smartphone["denominator"]) == (45, 60)
+    assert smartphone["forecast"] == {
+        "status": "on_pace",
+        "month": f"{add_months(this_month, 1):%Y-%m}",
+        "monthlyChange": 0.05,
+    }
+    eid = next(i for i in body["indicators"] if i["code"] == "ADULT_EID")
+    assert eid["forecast"]["status"] == "met"  # everyone has level 2
+    series = await client.get(
+        f"/api/v1/stats/areas/{HAM_RONG}/series",
+        params={"indicator": "ADULT_SMARTPHONE"},
+        headers=official,
+    )
+    assert series.json()["forecast"] == smartphone["forecast"]
+    province = await accounts.headers(await accounts.create("province_official", THANH_HOA))
+    seen = await card(client, province, HAM_RONG)
+    protected = next(i for i in seen["indicators"] if i["code"] == "ADULT_SMARTPHONE")
+    assert protected["forecast"]["status"] in ("on_pace", "met", "not_within_5_years")

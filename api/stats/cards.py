@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
+from typing import NamedTuple
 
 import asyncpg
+import msgspec
 
 from api.i18n import translate
 from api.queries.modules import LearningCounts, LearningSummary, VersionSource, learning_summary
@@ -20,10 +22,11 @@ from api.stats import counters as q
 from api.stats.catalog import COVERAGE, Catalog
 from api.stats.counters import EMPTY, Cell, MonthlyDelta, add
 from api.stats.disclosure import MIN_DENOMINATOR, PTABLE, REASONS, WITHHELD, published
-from api.stats.periods import Grain, Period, period_points
+from api.stats.forecast import WINDOW, forecast
+from api.stats.periods import Grain, Period, add_months, month_start, period_points, today
 from api.stats.places import Place, Places
 from schemas.modules import CompetenceLearning, Learning, ModuleLearning
-from schemas.stats import Card, Coverage, Indicator, IndicatorValue, SeriesPoint
+from schemas.stats import Card, Coverage, Forecast, Indicator, IndicatorValue, SeriesPoint
 
 # Counters over time -------------------------------------------------------------------------
 
@@ -64,6 +67,36 @@ async def cells_at(
     for (area_id, measure), cells in by_key.items():
         found[area_id][measure] = cells[0]
     return found, await q.targets(conn, target_areas, period.year)
+
+
+async def recent_cells(
+    conn: asyncpg.Connection, area_ids: list[int], end: date, measure: str | None = None
+) -> dict[tuple[int, str], list[Cell]]:
+    """Each (area, measure)'s cells at the end of each of the ``WINDOW`` months up to
+    ``end``, oldest first: the history a forecast is made from."""
+    ends = [add_months(end, back - WINDOW + 1) for back in range(WINDOW)]
+    return cumulate(await q.monthly_deltas(conn, area_ids, end, measure), ends)
+
+
+def trend(
+    indicator: Indicator,
+    cells: list[Cell],
+    end: date,
+    target: float | None,
+    *,
+    exact: bool,
+) -> Forecast:
+    """The forecast from the monthly values this caller may see (exact or protected)."""
+    values: list[float | None] = []
+    for cell in cells:
+        shown = published(cell, indicator.unit, exact_view=exact)
+        ok = not shown.withheld and shown.denominator > 0
+        values.append(shown.numerator / shown.denominator if ok else None)
+    return forecast(values, end, target)
+
+
+def last_month(period: Period) -> date:
+    return period.end if period.end is not None else month_start(today())
 
 
 # Building responses -------------------------------------------------------------------------
@@ -146,22 +179,30 @@ async def card(
     """One round trip for today's card: the counters it needs and the targets. Every cell
     is protected on its own (no siblings needed): see ``api.stats.disclosure``."""
     if place.id is None:
-        provinces = [p.id for p in await places.children(conn, None) if p.id is not None]
-        found_cells, found = await cells_at(conn, provinces, period, place.chain)
+        area_ids = [p.id for p in await places.children(conn, None) if p.id is not None]
+        found_cells, found = await cells_at(conn, area_ids, period, place.chain)
         own = total(found_cells.values())
     else:
+        area_ids = [place.id]
         found_cells, found = await cells_at(conn, [place.id], period, place.chain)
         own = found_cells.get(place.id, {})
-    values = [
-        indicator_value(
-            indicator,
-            own.get(indicator.code, EMPTY),
-            nearest_target(found, place.chain, indicator.code),
-            language,
-            exact=exact,
+    end = last_month(period)
+    history = await recent_cells(conn, area_ids, end)
+    values = []
+    for indicator in catalog.indicators:
+        target = nearest_target(found, place.chain, indicator.code)
+        months = [EMPTY] * WINDOW
+        for area_id in area_ids:
+            for index, cell in enumerate(history.get((area_id, indicator.code), [])):
+                months[index] = add(months[index], cell)
+        value = indicator_value(
+            indicator, own.get(indicator.code, EMPTY), target, language, exact=exact
         )
-        for indicator in catalog.indicators
-    ]
+        values.append(
+            msgspec.structs.replace(
+                value, forecast=trend(indicator, months, end, target, exact=exact)
+            )
+        )
     return Card(
         area=place.public(language),
         period=period.label,
@@ -248,6 +289,12 @@ async def learning_of(
     return learning_view(summary, exact=exact)
 
 
+class ChildFigures(NamedTuple):
+    place: Place
+    indicator: IndicatorValue
+    coverage: Coverage
+
+
 async def children(
     conn: asyncpg.Connection,
     places: Places,
@@ -255,20 +302,58 @@ async def children(
     indicator: Indicator,
     period: Period,
     language: str,
-) -> list[tuple[Place, IndicatorValue]]:
+) -> list[ChildFigures]:
     """Every child of ``place``, always protected: it is a comparison across areas."""
     if place.level == "ward":
         return []
     kids = [kid for kid in await places.children(conn, place.id) if kid.id is not None]
     ids = [kid.id for kid in kids if kid.id is not None]
     found_cells, found = await cells_at(conn, ids, period, ids + place.chain)
+    end = last_month(period)
+    history = await recent_cells(conn, ids, end, indicator.code)
     rows = []
     for kid in kids:
         assert kid.id is not None
-        cell = found_cells.get(kid.id, {}).get(indicator.code, EMPTY)
+        cells = found_cells.get(kid.id, {})
         target = nearest_target(found, [kid.id, *place.chain], indicator.code)
-        rows.append((kid, indicator_value(indicator, cell, target, language, exact=False)))
+        value = indicator_value(
+            indicator, cells.get(indicator.code, EMPTY), target, language, exact=False
+        )
+        months = history.get((kid.id, indicator.code), [EMPTY] * WINDOW)
+        rows.append(
+            ChildFigures(
+                kid,
+                msgspec.structs.replace(
+                    value, forecast=trend(indicator, months, end, target, exact=False)
+                ),
+                coverage_of(cells, exact=False),
+            )
+        )
     return rows
+
+
+async def series_forecast(
+    conn: asyncpg.Connection,
+    places: Places,
+    place: Place,
+    indicator: Indicator,
+    target: float | None,
+    *,
+    exact: bool,
+    now: date,
+) -> Forecast:
+    """The forecast of ``place`` for one indicator, from the months up to the current one."""
+    if place.id is None:
+        area_ids = [p.id for p in await places.children(conn, None) if p.id is not None]
+    else:
+        area_ids = [place.id]
+    end = month_start(now)
+    history = await recent_cells(conn, area_ids, end, indicator.code)
+    months = [EMPTY] * WINDOW
+    for area_id in area_ids:
+        for index, cell in enumerate(history.get((area_id, indicator.code), [])):
+            months[index] = add(months[index], cell)
+    return trend(indicator, months, end, target, exact=exact)
 
 
 async def series(

@@ -23,7 +23,7 @@ from api.queries import audit
 from api.routes.auth import client_addr
 from api.stats import counters as q
 from api.stats.cardcache import NATION_GROUP, CardCache
-from api.stats.cards import card, children, series
+from api.stats.cards import card, children, series, series_forecast
 from api.stats.catalog import Catalog
 from api.stats.exports import CSV_TYPE, XLSX_TYPE, csv_stream, export_rows, xlsx_stream
 from api.stats.periods import Grain, Period, parse_period, today
@@ -51,10 +51,11 @@ class StatsAreaNotFound(NotFound):
 
 
 class ChildCursor(NamedTuple):
-    """The sort key of the last row shown: empty or hidden rows last, then the figure, then
-    the area's place in Vietnamese order (areas are fixed data)."""
+    """The sort key of the last row shown: the group (areas with no data first for ``gap``
+    and ``coverage``: they are where teams should go; last for ``value``), then the figure,
+    then the area's place in Vietnamese order (areas are fixed data)."""
 
-    missing: bool
+    group: int
     figure: float
     order: int
 
@@ -116,13 +117,18 @@ class StatsRoutes(Controller):
         code: FromPath[AreaCode],
         indicator: FromQuery[IndicatorCode],
         period: FromQuery[PeriodText] = "current",
-        sort: FromQuery[Literal["gap", "value", "name"]] = "gap",
+        sort: FromQuery[Literal["gap", "coverage", "value", "name"]] = "gap",
         cursor: FromQuery[Cursor] = None,
         limit: FromQuery[ChildLimit] = 100,
     ) -> Page[ChildRow]:
-        """One row per child area (provinces of `VN`, wards of a province) for one indicator.
+        """One row per child area (provinces of `VN`, wards of a province) for one indicator,
+        with its coverage and forecast; `noData` flags areas with no figure to show (nobody
+        surveyed, or withheld for privacy).
 
-        `sort=gap` puts the areas furthest behind their target first; suppressed rows last.
+        `sort=gap` (default): areas with no data first (flagged: they are where teams should
+        go), then the furthest behind their target. `sort=coverage`: no data first, then the
+        lowest coverage. `sort=value`: the lowest value first, no data last. `sort=name`:
+        Vietnamese order.
         """
         language = negotiate(request.headers.get("accept-language"))
         place = await _readable(conn, state.places, request.user, code)
@@ -132,21 +138,30 @@ class StatsRoutes(Controller):
             conn, state.places, place, chosen, parse_period(period, today()), language
         )
         keyed = []
-        for order, (kid, value) in enumerate(rows):  # rows come in Vietnamese order
+        for order, row in enumerate(rows):  # rows come in Vietnamese order
+            value, no_data = row.indicator, row.indicator.value is None
             if sort == "gap":
-                key = ChildCursor(value.gap is None, -(value.gap or 0.0), order)
+                key = ChildCursor(0 if no_data else 1, -(value.gap or 0.0), order)
+            elif sort == "coverage":
+                covered = row.coverage.value
+                key = ChildCursor(0 if covered is None else 1, covered or 0.0, order)
             elif sort == "value":
-                key = ChildCursor(value.value is None, value.value or 0.0, order)
+                key = ChildCursor(1 if no_data else 0, value.value or 0.0, order)
             else:
-                key = ChildCursor(False, 0.0, order)
-            keyed.append((key, kid, value))
+                key = ChildCursor(0, 0.0, order)
+            keyed.append((key, row))
         keyed.sort(key=lambda item: item[0])
         after = decode_cursor(cursor, ChildCursor)
         shown = [item for item in keyed if after is None or item[0] > after][: limit + 1]
         return Page(
             items=[
-                ChildRow(area=kid.public(language), indicator=value)
-                for _, kid, value in shown[:limit]
+                ChildRow(
+                    area=row.place.public(language),
+                    indicator=row.indicator,
+                    coverage=row.coverage,
+                    no_data=row.indicator.value is None,
+                )
+                for _, row in shown[:limit]
             ],
             next_cursor=encode_cursor(shown[limit - 1][0]) if len(shown) > limit else None,
         )
@@ -183,6 +198,15 @@ class StatsRoutes(Controller):
             unit=chosen.unit,
             grain=grain,
             points=points,
+            forecast=await series_forecast(
+                conn,
+                state.places,
+                place,
+                chosen,
+                points[-1].target,
+                exact=sees_exact(request.user, place.id),
+                now=today(),
+            ),
         )
 
     @get(
