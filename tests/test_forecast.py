@@ -14,7 +14,8 @@ def test_a_steady_pace_reaches_the_target_in_the_month_the_line_crosses_it() -> 
     values: list[float | None] = [0.50, 0.52, 0.54, 0.56, 0.58, 0.60]
     result = forecast(values, NOVEMBER, 0.80)
     assert (result.status, result.month) == ("on_pace", "2027-09")
-    assert result.monthly_change is not None and abs(result.monthly_change - 0.02) < 1e-9
+    assert result.monthly_change is not None
+    assert abs(result.monthly_change - 0.02) < 1e-9
 
 
 def test_one_odd_month_does_not_swing_the_pace() -> None:
