@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -85,6 +87,29 @@ def settings_from_env(environ: dict[str, str] | None = None, **overrides: object
     return msgspec.convert(raw, Settings, strict=False)
 
 
+def generated_secret(path: Path) -> str:
+    """A secret kept in ``path``, generated there the first time. The file appears whole or
+    not at all (written aside, then linked into place), so processes starting together never
+    read a half-written secret; an empty one is refused."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, aside = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+                f.flush()
+                os.fsync(f.fileno())
+            # Linking fails if another process got there first: theirs is kept.
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+        finally:
+            os.unlink(aside)
+    secret = path.read_text().strip()
+    if not secret:
+        raise RuntimeError(f"{path} is empty: delete it to generate a new secret")
+    return secret
+
+
 def jwt_secret(settings: Settings) -> str:
     """The signing secret: from the environment, or a generated one kept under the data dir.
 
@@ -94,13 +119,4 @@ def jwt_secret(settings: Settings) -> str:
         return settings.jwt_secret
     if settings.production:
         raise RuntimeError("CONGDONGSO_JWT_SECRET must be set when CONGDONGSO_ENV=production")
-    path = Path(settings.data_dir) / "jwt_secret"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass  # created earlier, or just now by a concurrent process
-    else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    return generated_secret(Path(settings.data_dir) / "jwt_secret")

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import secrets
-import tempfile
 from pathlib import Path
 from typing import Final
 
-from api.config import Settings
+from api.config import Settings, generated_secret
 
 BLOCK: Final = 64  # SHA-256's block size, for the HMAC pads
 
@@ -55,28 +52,12 @@ class RecordKeys:
 
 
 def cell_key_secret(settings: Settings) -> bytes:
-    """From the environment, or generated once under the data folder (written whole, by a
-    rename, so that processes starting together never read a half-written secret)."""
+    """From the environment, or generated once under the data folder (like the JWT secret)."""
     if settings.cell_key_secret:
         return settings.cell_key_secret.encode()
     if settings.production:
         raise RuntimeError("CONGDONGSO_CELL_KEY_SECRET must be set when CONGDONGSO_ENV=production")
-    path = Path(settings.data_dir) / "cell_key_secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".cell_key_secret.")
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(48))
-        try:
-            os.link(temporary, path)  # fails if another process got there first: keep theirs
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temporary)
-    secret = path.read_text().strip()
-    if not secret:
-        raise RuntimeError(f"{path} is empty: delete it to generate a new cell-key secret")
-    return secret.encode()
+    return generated_secret(Path(settings.data_dir) / "cell_key_secret").encode()
 
 
 def record_keys(settings: Settings) -> RecordKeys:
