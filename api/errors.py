@@ -303,6 +303,19 @@ def _translated_params(language: str, error: FieldError) -> dict[str, object] | 
     }
 
 
+# The database cannot answer now, through no fault of the caller: a restart or shutdown
+# (CannotConnectNow, AdminShutdown, CrashShutdown), a lost or refused connection, a
+# statement or lock timeout, a pool that gave no connection in time. Retrying later works.
+DATABASE_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.TooManyConnectionsError,
+    OSError,
+    TimeoutError,
+)
+
+
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """The single exception → HTTP mapping for the whole app."""
     if isinstance(exc, AppError):
@@ -340,6 +353,16 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         if status >= 500:
             log.error("server error %s on %s", status, request.scope.get("path_template", ""))
         return _problem(request, status, code, title, detail, headers=dict(exc.headers or {}))
+    if isinstance(exc, (RecursionError, UnicodeDecodeError, msgspec.DecodeError)):
+        # Raised while decoding a body, before any handler ran: nesting deeper than the
+        # decoder goes, or bytes that are not UTF-8 (JSON is UTF-8, whatever the label says).
+        return _problem(
+            request,
+            400,
+            "malformed_json",
+            N_("Malformed JSON"),
+            N_("The request body is not valid JSON."),
+        )
     if isinstance(exc, asyncpg.DataError):
         # Input the database refuses (a NUL byte, an out-of-range number) is the caller's error.
         return _problem(
@@ -368,7 +391,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             N_("Invalid reference"),
             N_("The request refers to a record that does not exist."),
         )
-    if isinstance(exc, (asyncpg.PostgresConnectionError, asyncpg.TooManyConnectionsError, OSError)):
+    if isinstance(exc, DATABASE_UNAVAILABLE):
         log.error("database unavailable: %s", type(exc).__name__)
         code, title, detail = _BY_STATUS[503]
         return _problem(request, 503, code, title, detail, headers={"Retry-After": "5"})

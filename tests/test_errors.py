@@ -74,3 +74,35 @@ def test_msgspec_messages_become_field_codes() -> None:
     assert field_error("Invalid enum value 'x'", "role").code == "choice"
     assert field_error("Expected `str` matching regex '^x$'", "phone").code == "format"
     assert field_error("something unexpected", "f").code == "invalid"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+        asyncpg.LockNotAvailableError("canceling statement due to lock timeout"),
+        TimeoutError(),
+        ConnectionRefusedError(),
+    ],
+)
+def test_database_unavailable_is_a_503_with_retry_after(exc: Exception) -> None:
+    request = RequestFactory().get("/api/v1/me", headers={"Accept-Language": "en"})
+    response = handle_exception(request, exc)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+
+
+async def test_bodies_that_cannot_be_decoded_are_400_everywhere(client: Client) -> None:
+    """Signed in or not: nesting deeper than the decoder goes, bytes that are not UTF-8."""
+    deep = b'{"phone": ' + b"[" * 6000 + b"]" * 6000 + b"}"
+    not_utf8 = b'{"phone": "\\xff\\xfe", "password": "x"}'.replace(b"\\xff\\xfe", b"\xff\xfe")
+    for path in ("/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/register"):
+        for body in (deep, not_utf8):
+            response = await client.post(
+                path, content=body, headers={"Content-Type": "application/json; charset=latin-1"}
+            )
+            assert response.status_code == 400, (path, response.text)
+            assert response.json()["code"] == "malformed_json"
