@@ -8,8 +8,9 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta
 
-from schemas.base import NO_NUL, Label, Password, Phone, Schema
+from schemas.base import NO_NUL, Label, Page, Password, Phone, Schema
 from schemas.errors import FieldProblem
+from schemas.fieldwork import VisitPlanItem
 from schemas.modules import LearnerProgress, Module
 from schemas.surveys import Key, SurveyVersion
 
@@ -75,9 +76,11 @@ class SyncPush(Schema):
     lesson progress (PushProgress) and quiz attempts (PushAttempt). Results come in that
     order: every submission, then every progress item, then every attempt."""
 
-    submissions: Annotated[list[dict[str, Any]], Meta(max_length=PUSH_LIMIT)] = []
-    progress: Annotated[list[dict[str, Any]], Meta(max_length=PUSH_LIMIT)] = []
-    attempts: Annotated[list[dict[str, Any]], Meta(max_length=PUSH_LIMIT)] = []
+    # Items are decoded one by one (api/ingest.py), so that an item that is not even an
+    # object gets its own ``rejected`` result and never fails the others.
+    submissions: Annotated[list[Any], Meta(max_length=PUSH_LIMIT)] = []
+    progress: Annotated[list[Any], Meta(max_length=PUSH_LIMIT)] = []
+    attempts: Annotated[list[Any], Meta(max_length=PUSH_LIMIT)] = []
 
 
 class PushResults(Schema):
@@ -129,6 +132,9 @@ class SyncPull(Schema):
     modules: list[Module] = []
     # Learners' progress in the caller's ward (a resident: their household) that changed.
     progress: list[LearnerProgress] = []
+    # A team member's visit plan (its first page, as GET /areas/{wardCode}/visit-plan), on
+    # the last page of a pull (more: false); null otherwise and for other roles.
+    visit_plan: Page[VisitPlanItem] | None = None
 
 
 class NewInvite(Schema):

@@ -8,7 +8,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient, RequestFactory
 
 from api.errors import field_error, handle_exception
-from tests.conftest import HAC_THANH, Accounts
+from tests.conftest import HAC_THANH, Accounts, submission
+from tests.test_stats import new_household, ward_team
 
 pytestmark = pytest.mark.anyio
 
@@ -106,3 +107,36 @@ async def test_bodies_that_cannot_be_decoded_are_400_everywhere(client: Client) 
             )
             assert response.status_code == 400, (path, response.text)
             assert response.json()["code"] == "malformed_json"
+
+
+async def test_a_push_item_that_is_not_an_object_is_rejected_alone(
+    client: Client, accounts: Accounts
+) -> None:
+    team = await ward_team(accounts, HAC_THANH)
+    household = await new_household(client, team, HAC_THANH)
+    good = submission(household)
+    response = await client.post(
+        "/api/v1/sync/push",
+        json={"submissions": [good, None, 7], "progress": ["x"], "attempts": [[]]},
+        headers=team,
+    )
+    assert response.status_code == 200, response.text
+    statuses = [r["status"] for r in response.json()["results"]]
+    assert statuses == ["accepted", "rejected", "rejected", "rejected", "rejected"]
+    stored = await client.get(f"/api/v1/submissions/{good['id']}", headers=team)
+    assert stored.status_code == 200
+
+
+async def test_single_and_batch_submissions_decode_alike(
+    client: Client, accounts: Accounts
+) -> None:
+    team = await ward_team(accounts, HAC_THANH)
+    household = await new_household(client, team, HAC_THANH)
+    item = submission(household)
+    item["surveyVersion"] = "1"  # a string: refused by both paths
+    single = await client.post("/api/v1/submissions", json=item, headers=team)
+    assert single.status_code == 400, single.text
+    assert single.json()["errors"][0]["field"] == "surveyVersion"
+    pushed = await client.post("/api/v1/sync/push", json={"submissions": [item]}, headers=team)
+    assert pushed.json()["results"][0]["status"] == "rejected"
+    assert pushed.json()["results"][0]["errors"][0]["field"] == "surveyVersion"

@@ -15,6 +15,7 @@ from litestar.security.jwt import Token
 
 from api.auth import Principal, Role, requires_role
 from api.errors import Conflict, FieldError, NotFound, ValidationFailed, invalid, problems
+from api.fieldwork.visit_plan import pull_plan
 from api.i18n import N_, negotiate
 from api.ingest import ingest
 from api.learning import push_attempts, push_progress
@@ -60,6 +61,10 @@ async def pull(
 
     Call again with the returned ``cursor`` while ``more`` is true; keep the last cursor for
     the next sync. The cursor is a server sequence (transaction ids), never a clock.
+
+    A team member's last page (``more: false``) also carries their visit plan as of now,
+    ``visitPlan``: the first 200 rows of ``GET /areas/{wardCode}/visit-plan`` (households
+    to visit next and why, in the caller's language; ``nextCursor`` continues it online).
     """
     caller = request.user
     if caller.area_id is None:
@@ -110,6 +115,9 @@ async def pull(
         deleted_households=deleted,
         modules=modules,
         progress=await q.learner_progress(conn, progress_keys),
+        visit_plan=None
+        if more
+        else await pull_plan(conn, await state.indicators.get(conn), caller, language),
     )
 
 
@@ -200,7 +208,11 @@ async def create_submission(
     """Store one submission (residents, online use); the same rules as a push."""
     language = negotiate(request.headers.get("accept-language"))
     catalog = await state.indicators.get(conn)
-    (result,) = await ingest(conn, state.surveys, catalog, request.user, [data], language)
+    # ``data`` documents the body; the item is decoded again from the parsed JSON (cached by
+    # the request) exactly as a push item is: strictly ("1" is not a version number).
+    del data
+    raw = await request.json()
+    (result,) = await ingest(conn, state.surveys, catalog, request.user, [raw], language)
     if result.status == "accepted":
         return Response(result, status_code=201)
     if result.status == "duplicate":
