@@ -17,6 +17,7 @@ from api.auth import jwt_auth
 from api.config import Settings, jwt_secret, settings_from_env
 from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
+from api.headers import security_headers
 from api.ingest import SurveyCache
 from api.learning import ModuleCache
 from api.metrics import Metrics
@@ -121,6 +122,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
         dependencies={"conn": Provide(provide_conn)},
         exception_handlers={Exception: handle_exception},
         middleware=[metrics.middleware, cards.middleware, security.middleware],
+        before_send=[security_headers],
         request_max_body_size=settings.max_body_bytes,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         openapi_config=OpenAPIConfig(
