@@ -259,3 +259,25 @@ async def test_invalid_phone_is_a_field_error(client: Client) -> None:
             "message": "Enter a Vietnamese mobile number, e.g. 0912345678.",
         }
     ]
+
+
+async def test_concurrent_guesses_get_no_more_checks_than_the_limit(dsn: str) -> None:
+    """40 attempts for one phone at once, each on its own connection (as 40 requests over
+    several workers would be): the count is taken before the password check, so only the
+    limit's worth go ahead; the others wait for the lock."""
+    from api.db import connect
+    from api.queries.accounts import take_attempt
+
+    conns = [await connect(dsn) for _ in range(40)]
+    try:
+        waits = await asyncio.gather(
+            *(
+                take_attempt(conn, [("phone:+84900000999", 5), (f"addr:10.0.0.{i}", 20)], 900)
+                for i, conn in enumerate(conns)
+            )
+        )
+    finally:
+        for conn in conns:
+            await conn.close()
+    assert sum(1 for wait in waits if wait == 0) == 5
+    assert all(wait > 800 for wait in waits if wait)

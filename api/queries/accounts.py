@@ -373,5 +373,54 @@ async def record_failure(
     )
 
 
+async def take_attempt(
+    conn: asyncpg.Connection, limits: list[tuple[str, int]], window_seconds: int
+) -> float:
+    """Count a sign-in attempt against each key *before* the password is checked: seconds
+    to wait if a key is locked, or has no attempt left in its window (which locks it for a
+    window), else 0. One upsert per key serialises concurrent attempts on its row, so 40
+    guesses sent at once for one phone get at most its limit of password checks."""
+    ordered = sorted(limits)  # rows always taken in the same order: no deadlock
+    async with conn.transaction():  # the rows stay locked until the lock is written
+        rows = await conn.fetch(
+            """INSERT INTO login_throttle AS t (key, failures, window_start)
+               SELECT key, 1, now() FROM unnest($1::text[]) AS key
+               ON CONFLICT (key) DO UPDATE SET
+                   failures = CASE
+                       WHEN t.locked_until > now() THEN t.failures
+                       WHEN t.window_start < now() - make_interval(secs => $2) THEN 1
+                       ELSE t.failures + 1 END,
+                   window_start = CASE
+                       WHEN t.locked_until > now() THEN t.window_start
+                       WHEN t.window_start < now() - make_interval(secs => $2) THEN now()
+                       ELSE t.window_start END
+               RETURNING key, failures,
+                         coalesce(extract(epoch FROM locked_until - now()), 0)::float8 AS wait""",
+            [key for key, _ in ordered],
+            window_seconds,
+        )
+        limit = dict(ordered)
+        wait = max((row["wait"] for row in rows), default=0.0)
+        used_up = [r["key"] for r in rows if r["wait"] <= 0 and r["failures"] > limit[r["key"]]]
+        if used_up:
+            await conn.execute(
+                """UPDATE login_throttle SET locked_until = now() + make_interval(secs => $2),
+                                             failures = 0, window_start = now()
+                   WHERE key = ANY($1::text[])""",
+                used_up,
+                window_seconds,
+            )
+            wait = max(wait, float(window_seconds))
+    return max(wait, 0.0)
+
+
+async def give_back_attempt(conn: asyncpg.Connection, key: str) -> None:
+    """A successful sign-in does not use up the address's attempts (many people sign in
+    from behind one address)."""
+    await conn.execute(
+        "UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = $1", key
+    )
+
+
 async def clear_failures(conn: asyncpg.Connection, key: str) -> None:
     await conn.execute("DELETE FROM login_throttle WHERE key = $1", key)

@@ -86,25 +86,38 @@ def client_addr(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
 
+async def take_attempt(conn: asyncpg.Connection, state: State, keys: list[str]) -> None:
+    """Count this attempt against the phone and the address before any password or code is
+    checked (429 when either has none left), so concurrent guesses cannot outrun the limit."""
+    settings = state.settings
+    wait = await accounts.take_attempt(
+        conn,
+        [(keys[0], settings.login_max_failures), (keys[1], settings.login_max_failures_per_addr)],
+        settings.login_window,
+    )
+    if wait > 0:
+        raise LockedOut(
+            params={"minutes": max(1, round(wait / 60))},
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+
+
+async def succeeded(conn: asyncpg.Connection, keys: list[str]) -> None:
+    """A success clears the phone's count and gives the address its attempt back."""
+    await accounts.clear_failures(conn, keys[0])
+    await accounts.give_back_attempt(conn, keys[1])
+
+
 async def record_failure(
     conn: asyncpg.Connection,
-    state: State,
-    keys: list[str],
     action: str,
     user_id: uuid.UUID | None,
     province_id: int | None,
     addr: str,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Count a failed sign-in against the phone and the address, and audit it."""
-    settings = state.settings
+    """Audit a failed sign-in (the attempt was counted before the check)."""
     async with conn.transaction():
-        await accounts.record_failure(
-            conn, keys[0], settings.login_max_failures, settings.login_window
-        )
-        await accounts.record_failure(
-            conn, keys[1], settings.login_max_failures_per_addr, settings.login_window
-        )
         await audit.record(
             conn,
             action,
@@ -136,7 +149,7 @@ async def login(
     phone = require_phone(data.phone)
     addr = client_addr(request)
     keys = [f"phone:{phone}", f"addr:{addr}"]
-    await refuse_if_locked(conn, keys)
+    await take_attempt(conn, state, keys)
 
     user = await accounts.get_user_by_phone(conn, phone)
     verified = await state.passwords.verify(user.password_hash if user else None, data.password)
@@ -144,8 +157,6 @@ async def login(
         pending = user is not None and user.pending and not user.disabled
         await record_failure(
             conn,
-            state,
-            keys,
             "login_failed",
             user.id if user else None,
             user.province_id if user else None,
@@ -155,7 +166,7 @@ async def login(
         raise ActivationRequired() if pending else BadCredentials()
 
     async with conn.transaction():
-        await accounts.clear_failures(conn, keys[0])
+        await succeeded(conn, keys)
         if state.passwords.needs_rehash(user.password_hash):
             new_hash = await state.passwords.hash(data.password)
             await accounts.update_user(conn, user.id, {"password_hash": new_hash})
@@ -191,7 +202,7 @@ async def activate_account(
     phone = require_phone(data.phone)
     addr = client_addr(request)
     keys = [f"phone:{phone}", f"addr:{addr}"]
-    await refuse_if_locked(conn, keys)
+    await take_attempt(conn, state, keys)
     password_hash = await state.passwords.hash(data.password)
     presented = activation_digest(data.activation_code)
 
@@ -201,7 +212,7 @@ async def activate_account(
         if refusal is None:
             assert account is not None
             await accounts.activate(conn, account.user_id, password_hash)
-            await accounts.clear_failures(conn, keys[0])
+            await succeeded(conn, keys)
             await audit.record(
                 conn,
                 "user_activated",
@@ -216,6 +227,8 @@ async def activate_account(
             return await issue_tokens(conn, state, user)
         if account is not None and not isinstance(refusal, BadActivationCode):
             # The right code, too late: no guess to count, but the attempt is on record.
+            for key in keys:
+                await accounts.give_back_attempt(conn, key)
             await audit.record(
                 conn,
                 "activation_failed",
@@ -229,8 +242,6 @@ async def activate_account(
     if isinstance(refusal, BadActivationCode):
         await record_failure(
             conn,
-            state,
-            keys,
             "activation_failed",
             account.user_id if account else None,
             account.province_id if account else None,
