@@ -41,12 +41,51 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["nfc", "search_key", "sort_key"]
+from api.i18n import N_
+
+__all__ = ["clean_text", "household_label", "nfc", "optional_text", "search_key", "sort_key"]
 
 
 def nfc(text: str) -> str:
     """Return ``text`` in Unicode NFC with runs of whitespace collapsed and the ends stripped."""
     return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+# Invisible characters: format controls (zero-width spaces and joiners, the BOM, bidi
+# overrides and isolates, soft hyphens), which can make a label look empty or read backwards.
+_INVISIBLE = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+# A run of 7 or more digits, with or without spaces, dots or dashes between them: a phone or
+# an ID number, which a household label must never hold.
+_NUMBER_RUN = re.compile(r"\d(?:[\s.\-]?\d){6,}")
+EMPTY_TEXT = N_("Write some visible text.")
+NUMBER_IN_LABEL = N_(
+    "A household label must not hold a phone or ID number (7 digits or more): use a short "
+    "label such as the house number."
+)
+
+
+def clean_text(text: str, field: str) -> str:
+    """A name or label as stored: invisible controls removed, NFC, spaces collapsed;
+    a 400 when nothing visible is left."""
+    from api.errors import invalid  # the errors module imports the i18n machinery
+
+    cleaned = nfc(_INVISIBLE.sub("", text))
+    if not cleaned or not any(ch.isprintable() and not ch.isspace() for ch in cleaned):
+        raise invalid(field, "empty", EMPTY_TEXT)
+    return cleaned
+
+
+def optional_text(text: str | None, field: str) -> str | None:
+    return None if text is None else clean_text(text, field)
+
+
+def household_label(text: str, field: str = "label") -> str:
+    from api.errors import invalid
+
+    cleaned = clean_text(text, field)
+    if _NUMBER_RUN.search(cleaned):
+        raise invalid(field, "number_in_label", NUMBER_IN_LABEL)
+    return cleaned
 
 
 # --- search key ---------------------------------------------------------------------------

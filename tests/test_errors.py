@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import asyncpg
 import pytest
 from litestar import Litestar
@@ -140,3 +142,34 @@ async def test_single_and_batch_submissions_decode_alike(
     pushed = await client.post("/api/v1/sync/push", json={"submissions": [item]}, headers=team)
     assert pushed.json()["results"][0]["status"] == "rejected"
     assert pushed.json()["results"][0]["errors"][0]["field"] == "surveyVersion"
+
+
+async def test_labels_and_names_are_visible_text_without_numbers(
+    client: Client, accounts: Accounts
+) -> None:
+    team = await ward_team(accounts, HAC_THANH)
+    for label in ("\u200b\u200b", "\ufeff", "\u202e", "   "):
+        response = await client.post(
+            "/api/v1/households", json={"wardCode": HAC_THANH, "label": label}, headers=team
+        )
+        assert response.status_code == 400, label
+        assert response.json()["errors"][0]["code"] == "empty"
+    for label in ("Nguyễn Văn An 0912345678", "Nhà 091 234 5678", "CCCD 038090001234"):
+        response = await client.post(
+            "/api/v1/households",
+            json={"wardCode": HAC_THANH, "label": label},
+            headers={**team, "Accept-Language": "en"},
+        )
+        assert response.status_code == 400, label
+        error = response.json()["errors"][0]
+        assert (error["field"], error["code"]) == ("label", "number_in_label")
+        assert "phone or ID number" in error["message"]
+    # Stored in NFC, trimmed, invisible controls gone; a retry with the same text is the same.
+    decomposed = " Nha\u0300  so\u0302\u0301 12\u200b "
+    household_id = str(uuid.uuid4())
+    body = {"id": household_id, "wardCode": HAC_THANH, "label": decomposed}
+    first = await client.post("/api/v1/households", json=body, headers=team)
+    assert first.status_code in (200, 201), first.text
+    assert first.json()["label"] == "Nhà số 12"
+    again = await client.post("/api/v1/households", json=body, headers=team)
+    assert again.json() == first.json()

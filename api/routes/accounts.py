@@ -36,6 +36,7 @@ from api.routes.areas import AreaNotFound
 from api.routes.auth import client_addr
 from api.scope import covers
 from api.sessions import activation_digest, new_activation_code
+from api.textkeys import clean_text, optional_text
 from schemas.accounts import NewTeam, NewUser, PendingUser, Role, Team, User, UserChange
 from schemas.base import Page
 
@@ -193,7 +194,7 @@ class UserRoutes(Controller):
                 area_id=area_id,
                 province_id=province_id,
                 team_id=team_id,
-                display_name=data.display_name,
+                display_name=optional_text(data.display_name, "displayName"),
                 activation_hash=activation_digest(code),
                 activation_ttl=state.settings.activation_ttl,
             )
@@ -302,7 +303,7 @@ class UserRoutes(Controller):
         if data.disabled is not UNSET:
             changes["disabled"] = data.disabled
         if data.display_name is not UNSET:
-            changes["display_name"] = data.display_name
+            changes["display_name"] = optional_text(data.display_name, "displayName")
         if data.password is not UNSET:
             changes["password_hash"] = await state.passwords.hash(data.password)
 
@@ -394,13 +395,14 @@ class TeamRoutes(Controller):
         if ward.level != "ward":
             raise invalid("wardCode", "level", N_("A team belongs to a ward or commune."))
         team_id = data.id or uuid.uuid4()
+        name = clean_text(data.name, "name")
         async with conn.transaction():
             created = await accounts.insert_team(
                 conn,
                 team_id=team_id,
                 ward_id=ward.id,
                 province_id=ward.province_id,
-                name=data.name,
+                name=name,
             )
             if created:
                 await audit.record(
@@ -414,7 +416,7 @@ class TeamRoutes(Controller):
                 )
         team = await accounts.get_team(conn, team_id)
         assert team is not None
-        if not created and (team.ward_id != ward.id or team.name != data.name):
+        if not created and (team.ward_id != ward.id or team.name != name):
             raise Conflict(N_("A different team already has this id."))
         return team.public()
 

@@ -19,7 +19,7 @@ from api.params import AreaCode, Cursor, Limit, OptionalAreaCode, Search
 from api.queries import areas as area_queries
 from api.queries import audit
 from api.scope import covers
-from api.textkeys import nfc, search_key, sort_key
+from api.textkeys import clean_text, search_key, sort_key
 from schemas.areas import Area
 from schemas.base import Page
 from schemas.households import NewHamlet
@@ -110,7 +110,7 @@ class AreaRoutes(Controller):
         ward = await area_queries.get_area(conn, ward_code)
         if ward is None or ward.level != "ward" or not covers(caller, ward):
             raise AreaNotFound()
-        name = nfc(data.name)
+        name = clean_text(data.name, "name")
         hamlet_id = data.id or uuid.uuid4()
         async with conn.transaction():
             created = await area_queries.insert_hamlet(

@@ -22,6 +22,7 @@ from api.queries import audit
 from api.queries import households as q
 from api.queries.areas import get_area, hamlet_ward
 from api.stats.counters import recounting
+from api.textkeys import household_label
 from schemas.base import Page
 from schemas.households import Household, HouseholdState, NewHousehold
 
@@ -75,6 +76,7 @@ class HouseholdRoutes(Controller):
         """Register a household in the caller's ward. Idempotent by ``id``: sending the same
         household again returns it unchanged."""
         caller = request.user
+        label = None if data.label is None else household_label(data.label)
         ward_id = await ward_of_caller(conn, caller, data.ward_code)
         if data.hamlet_id is not None and await hamlet_ward(conn, data.hamlet_id) != ward_id:
             raise invalid("hamletId", "invalid", N_("The hamlet must belong to the same ward."))
@@ -89,7 +91,7 @@ class HouseholdRoutes(Controller):
                 ward_id=ward_id,
                 province_id=province_id,
                 hamlet_id=data.hamlet_id,
-                label=data.label,
+                label=label,
                 created_by=caller.user_id,
             )
             if created:
@@ -109,7 +111,7 @@ class HouseholdRoutes(Controller):
         if not created and (
             household.ward_id != ward_id
             or household.hamlet_id != data.hamlet_id
-            or household.label != data.label
+            or household.label != label
         ):
             raise Conflict(N_("A different household already has this id."))
         return household.public()

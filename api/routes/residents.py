@@ -26,6 +26,7 @@ from api.routes.auth import client_addr, refuse_if_locked
 from api.routes.households import HouseholdNotFound, household_visible
 from api.sessions import issue_tokens
 from api.stats.counters import recounting
+from api.textkeys import optional_text
 from schemas.accounts import Tokens
 from schemas.households import Invite, MyHousehold, NewInvite, Registration
 
@@ -111,7 +112,7 @@ async def register(
                 area_id=invite["ward_id"],
                 province_id=invite["province_id"],
                 team_id=None,
-                display_name=data.display_name,
+                display_name=optional_text(data.display_name, "displayName"),
                 household_id=invite["household_id"],
             )
             if not created:
