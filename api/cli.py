@@ -36,6 +36,10 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         workers=settings.workers,
         loop=Loops.uvloop,
         log_access=False,
+        # A worker that dies (a crash, the OOM killer, a kill -9) is replaced at once; the
+        # main process, and with it an embedded PostgreSQL, stays up. Only SIGINT/SIGTERM
+        # stop the service (granian gives up on a worker that dies again within seconds).
+        respawn_failed_workers=True,
     ).serve()
     return 0
 
