@@ -8,11 +8,11 @@ import csv
 import io
 import random
 import tracemalloc
-import zipfile
 from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
+import openpyxl
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -609,18 +609,27 @@ async def test_exports_are_localized_audited_and_suppressed(
         headers={**province, "Accept-Language": "en"},
     )
     assert xlsx.status_code == 200, xlsx.text
-    with zipfile.ZipFile(io.BytesIO(xlsx.content)) as workbook:
-        assert workbook.testzip() is None
-        sheet = workbook.read("xl/worksheets/sheet1.xml").decode()
-        assert "Adults owning a smartphone" in sheet
-        assert f"{n / d * 100:.1f}%" in sheet
-        assert f"<v>{n}</v>" in sheet
-        assert f"<v>{d}</v>" in sheet
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
+    assert sheet.title == "Statistics"
+    assert [c.value for c in sheet[1]][:3] == ["Month", "Area code", "Area"]
+    mine_xlsx = [row for row in sheet.iter_rows(min_row=2) if row[1].value == HAC_THANH]
+    last = [c for c in mine_xlsx if c[4].value == "ADULT_SMARTPHONE"][-1]
+    assert last[5].value == "Adults owning a smartphone"
+    # Counts and rates as numbers with Excel number formats, never as text.
+    assert (last[6].value, last[7].value) == (n, d)
+    assert last[6].number_format == "#,##0"
+    assert last[8].value == pytest.approx(n / d)
+    assert last[8].number_format == "0.0%"
+    assert last[9].value == 0.8
+    assert last[0].value.date() == month_start(today())
     xlsx_vi = await client.get(f"/api/v1/stats/areas/{HAC_THANH}/export.xlsx", headers=province)
-    with zipfile.ZipFile(io.BytesIO(xlsx_vi.content)) as workbook:
-        sheet = workbook.read("xl/worksheets/sheet1.xml").decode()
-        assert "Chỉ tiêu" in sheet
-        assert f"{n / d * 100:.1f}".replace(".", ",") + "\u00a0%" in sheet
+    sheet_vi = openpyxl.load_workbook(io.BytesIO(xlsx_vi.content)).active
+    assert [c.value for c in sheet_vi[1]][5] == "Chỉ tiêu"
+    assert [
+        r
+        for r in sheet_vi.iter_rows(min_row=2, values_only=True)
+        if r[1] == HAC_THANH and r[4] == "ADULT_SMARTPHONE"
+    ][-1][8] == pytest.approx(n / d)
     audited = await db.fetch(
         "SELECT subject_id, detail FROM audit_log WHERE action = 'stats.export' ORDER BY id"
     )

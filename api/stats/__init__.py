@@ -11,5 +11,8 @@ Where things are:
 - ``cards``: the card, the children table and the series, built from the counters.
 - ``cardcache``: rendered cards kept per process until their counters change.
 - ``exports``: the streamed CSV and XLSX exports.
+- ``report``: the officials' Excel report (XlsxWriter: cover, summary, native charts,
+  a sheet per indicator of the areas below), laid out from the card functions.
+- ``chart``: an accessible SVG of an indicator's monthly series against its target.
 - ``routes``: the HTTP endpoints (``/stats/...``, ``/targets``, ``/public``).
 """

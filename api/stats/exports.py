@@ -1,24 +1,27 @@
 """Statistics exports, streamed: CSV and XLSX in the caller's language and number format.
 
-Rows come from ``api.stats.export_rows`` one province at a time and leave as bytes as soon
-as they are formatted, so memory stays flat from a ward to the whole country. An XLSX file
-is a ZIP of XML parts; ``stream-zip`` writes it without seeking, and the sheet is written
-with inline strings so no shared-string table has to be held.
+Rows come from ``api.stats.export_rows`` one province at a time. The CSV leaves as bytes as
+soon as rows are formatted, so memory stays flat from a ward to the whole country. The XLSX
+(XlsxWriter) is written in ``constant_memory`` mode into a temporary file (a ZIP can only be
+finished once every part is written), then streamed from it: memory stays flat too, at the
+cost of disk space and of sending the first byte only when the workbook is complete.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import date, datetime
+from pathlib import Path
 from typing import Final, NamedTuple
-from xml.sax.saxutils import escape
 
 import asyncpg
 from babel.dates import format_date
 from babel.numbers import format_decimal
-from stream_zip import ZIP_32, async_stream_zip
+from xlsxwriter import Workbook
 
 from api.i18n import FORMAT_LOCALES, N_, format_number, format_rate, translate
 from api.stats import counters as q
@@ -124,97 +127,93 @@ async def csv_stream(rows: AsyncIterable[ExportRow], language: str) -> AsyncIter
         yield buffer.getvalue().encode()
 
 
-def _column(index: int) -> str:
-    return "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[index]
+XLSX_WIDTHS: Final = (10, 10, 28, 16, 18, 40, 11, 11, 10, 10, 12, 28)
+XLSX_BATCH: Final = 1_000  # rows handed to the worker thread at a time
+XLSX_CHUNK: Final = 1 << 16
+# Excel number formats are locale-neutral: the reader's spreadsheet shows its own separators.
+XLSX_FORMATS: Final = {"percent": "0.0%", "ratio": "0.00", "count": "#,##0"}
+XLSX_MONTHS: Final = {"vi": "mm/yyyy", "en": "mmm yyyy"}
 
 
-def _text_cell(reference: str, text: str) -> str:
-    return f'<c r="{reference}" t="inlineStr"><is><t>{escape(text)}</t></is></c>'
+class _Sheet:
+    """The export sheet (XlsxWriter, ``constant_memory``: each row goes to a temporary file
+    as soon as the next one starts, so memory holds one row whatever the export's size)."""
+
+    def __init__(self, path: str, folder: str, language: str) -> None:
+        self.language = language
+        self.book = Workbook(path, {"constant_memory": True, "tmpdir": folder})
+        self.sheet = self.book.add_worksheet(translate(language, N_("Statistics")))
+        header = self.book.add_format({"bold": True, "bg_color": "#DDEBF7", "text_wrap": True})
+        self.month = self.book.add_format({"num_format": XLSX_MONTHS[language], "align": "left"})
+        self.count = self.book.add_format({"num_format": XLSX_FORMATS["count"]})
+        self.units = {
+            unit: self.book.add_format({"num_format": XLSX_FORMATS[unit]})
+            for unit in ("percent", "ratio")
+        }
+        for col, width in enumerate(XLSX_WIDTHS):
+            self.sheet.set_column(col, col, width)
+        self.sheet.write_row(0, 0, [translate(language, header) for header in HEADERS], header)
+        self.sheet.freeze_panes(1, 0)
+        self.rows = 0
+
+    def write(self, rows: list[ExportRow]) -> None:
+        sheet, language = self.sheet, self.language
+        for row in rows:
+            self.rows += 1
+            number = self.rows
+            unit = self.units[row.indicator.unit]
+            sheet.write_datetime(
+                number, 0, datetime(row.month.year, row.month.month, 1), self.month
+            )
+            sheet.write_string(number, 1, row.place.code)
+            name = row.place.name
+            sheet.write_string(
+                number, 2, translate(language, name) if row.place.level == "nation" else name
+            )
+            sheet.write_string(number, 3, translate(language, LEVELS[row.place.level]))
+            sheet.write_string(number, 4, row.indicator.code)
+            sheet.write_string(number, 5, getattr(row.indicator.name, language))
+            if row.target is not None:
+                sheet.write_number(number, 9, row.target, unit)
+            if row.shown.withheld:
+                sheet.write_string(number, 11, translate(language, REASONS[WITHHELD]))
+                continue
+            numerator, denominator = row.shown.numerator, row.shown.denominator
+            sheet.write_number(number, 6, numerator, self.count)
+            sheet.write_number(number, 7, denominator, self.count)
+            if denominator:
+                rate = numerator / denominator
+                sheet.write_number(number, 8, rate, unit)
+                if row.target is not None:
+                    sheet.write_number(number, 10, row.target - rate, unit)
+
+    def close(self) -> None:
+        self.sheet.autofilter(0, 0, max(self.rows, 1), len(HEADERS) - 1)
+        self.book.close()
 
 
-def _sheet_row(number: int, cells: list[str | int | None]) -> str:
-    parts = []
-    for index, cell in enumerate(cells):
-        reference = f"{_column(index)}{number}"
-        if isinstance(cell, int):
-            parts.append(f'<c r="{reference}"><v>{cell}</v></c>')
-        elif cell:
-            parts.append(_text_cell(reference, cell))
-    return f'<row r="{number}">{"".join(parts)}</row>'
-
-
-_CONTENT_TYPES = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-    '<Default Extension="rels" '
-    'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-    '<Default Extension="xml" ContentType="application/xml"/>'
-    '<Override PartName="/xl/workbook.xml" '
-    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-    '<Override PartName="/xl/worksheets/sheet1.xml" '
-    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-    "</Types>"
-)
-_ROOT_RELS = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-    'relationships/officeDocument" Target="xl/workbook.xml"/>'
-    "</Relationships>"
-)
-_WORKBOOK_RELS = (
-    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
-    'relationships/worksheet" Target="worksheets/sheet1.xml"/>'
-    "</Relationships>"
-)
-
-
-def _workbook(sheet_name: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-        '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
-        'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
-        f'<sheets><sheet name="{escape(sheet_name)}" sheetId="1" r:id="rId1"/></sheets>'
-        "</workbook>"
-    )
-
-
-async def _sheet(rows: AsyncIterable[ExportRow], language: str) -> AsyncIterator[bytes]:
-    yield (
-        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-        "<sheetData>" + _sheet_row(1, [translate(language, header) for header in HEADERS])
-    ).encode()
-    number = 1
-    chunk: list[str] = []
-    async for row in rows:
-        number += 1
-        texts, numerator, denominator = formatted(row, language)
-        chunk.append(_sheet_row(number, [*texts[:6], numerator, denominator, *texts[6:]]))
-        if len(chunk) == 500:
-            yield "".join(chunk).encode()
-            chunk = []
-    yield ("".join(chunk) + "</sheetData></worksheet>").encode()
-
-
-async def _once(text: str) -> AsyncIterator[bytes]:
-    yield text.encode()
-
-
-def xlsx_stream(rows: AsyncIterable[ExportRow], language: str) -> AsyncIterable[bytes]:
-    modified = datetime.now(UTC)
-    sheet_name = translate(language, N_("Statistics"))
-
-    async def parts() -> AsyncIterator[tuple[str, datetime, int, object, AsyncIterator[bytes]]]:
-        yield "[Content_Types].xml", modified, 0o600, ZIP_32, _once(_CONTENT_TYPES)
-        yield "_rels/.rels", modified, 0o600, ZIP_32, _once(_ROOT_RELS)
-        yield "xl/workbook.xml", modified, 0o600, ZIP_32, _once(_workbook(sheet_name))
-        yield "xl/_rels/workbook.xml.rels", modified, 0o600, ZIP_32, _once(_WORKBOOK_RELS)
-        yield "xl/worksheets/sheet1.xml", modified, 0o600, ZIP_32, _sheet(rows, language)
-
-    return async_stream_zip(parts())  # type: ignore[arg-type]
+async def xlsx_stream(rows: AsyncIterable[ExportRow], language: str) -> AsyncIterator[bytes]:
+    """The same rows and columns as the CSV, counts and rates as numbers with Excel number
+    formats. XlsxWriter writes a ZIP only when the workbook closes, so the export is built
+    in ``constant_memory`` mode into a temporary file, then streamed from it and deleted;
+    the writing runs in a worker thread, a batch of rows at a time."""
+    with tempfile.TemporaryDirectory(prefix="congdongso-export-") as folder:
+        path = str(Path(folder) / "export.xlsx")
+        sheet = await asyncio.to_thread(_Sheet, path, folder, language)
+        batch: list[ExportRow] = []
+        async for row in rows:
+            batch.append(row)
+            if len(batch) == XLSX_BATCH:
+                await asyncio.to_thread(sheet.write, batch)
+                batch = []
+        await asyncio.to_thread(sheet.write, batch)
+        await asyncio.to_thread(sheet.close)
+        handle = await asyncio.to_thread(Path(path).open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, XLSX_CHUNK):
+                yield chunk
+        finally:
+            handle.close()
 
 
 # Exports ------------------------------------------------------------------------------------

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple, cast
 
 import asyncpg
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, put
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
@@ -20,11 +22,14 @@ from api.i18n import N_, negotiate
 from api.pagination import decode_cursor, encode_cursor
 from api.params import AreaCode, Cursor
 from api.queries import audit
+from api.queries.accounts import get_user
 from api.routes.auth import client_addr
 from api.stats import counters as q
+from api.stats import report
 from api.stats.cardcache import NATION_GROUP, CardCache
 from api.stats.cards import card, children, series, series_forecast
 from api.stats.catalog import Catalog
+from api.stats.chart import SVG_TYPE, render
 from api.stats.exports import CSV_TYPE, XLSX_TYPE, csv_stream, export_rows, xlsx_stream
 from api.stats.periods import Grain, Period, parse_period, today
 from api.stats.places import Place, Places, may_read, sees_exact
@@ -43,6 +48,12 @@ PeriodText = Annotated[
 IndicatorCode = Annotated[str, Parameter(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 ChildLimit = Annotated[int, Parameter(ge=1, le=500, description="Rows per page (1–500).")]
 PUBLIC_CACHE = "public, max-age=300"
+PRIVATE_CACHE = "private, max-age=300"
+REPORT_DISPOSITION = ResponseHeader(
+    name="Content-Disposition",
+    description='`attachment; filename="congdongso-report-<code>-<period>-<YYYYMMDD>.xlsx"`',
+    documentation_only=True,
+)
 
 
 class StatsAreaNotFound(NotFound):
@@ -79,6 +90,32 @@ async def _readable(
     if place is None or not may_read(principal, place):
         raise StatsAreaNotFound()
     return place
+
+
+async def _series(
+    conn: asyncpg.Connection,
+    state: State,
+    principal: Principal,
+    place: Place,
+    chosen: Indicator,
+    grain: Grain,
+    language: str,
+) -> Series:
+    exact = sees_exact(principal, place.id)
+    points = await series(
+        conn, state.places, place, chosen, grain, exact=exact, language=language, now=today()
+    )
+    return Series(
+        area=place.public(language),
+        indicator=chosen.code,
+        name=getattr(chosen.name, language),
+        unit=chosen.unit,
+        grain=grain,
+        points=points,
+        forecast=await series_forecast(
+            conn, state.places, place, chosen, points[-1].target, exact=exact, now=today()
+        ),
+    )
 
 
 class StatsRoutes(Controller):
@@ -180,33 +217,105 @@ class StatsRoutes(Controller):
         language = negotiate(request.headers.get("accept-language"))
         place = await _readable(conn, state.places, request.user, code)
         catalog = await state.indicators.get(conn)
-        chosen = _indicator(catalog, indicator)
-        points = await series(
-            conn,
-            state.places,
-            place,
-            chosen,
-            grain,
-            exact=sees_exact(request.user, place.id),
-            language=language,
-            now=today(),
+        return await _series(
+            conn, state, request.user, place, _indicator(catalog, indicator), grain, language
         )
-        return Series(
-            area=place.public(language),
-            indicator=chosen.code,
-            name=getattr(chosen.name, language),
-            unit=chosen.unit,
-            grain=grain,
-            points=points,
-            forecast=await series_forecast(
+
+    @get(
+        "/{code:str}/chart.svg",
+        media_type=SVG_TYPE,
+        responses=problems(400, 401, 403, 404),
+    )
+    async def get_area_stats_chart(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        code: FromPath[AreaCode],
+        indicator: FromQuery[IndicatorCode],
+    ) -> Response[str]:
+        """The monthly series of one indicator against its target as a small accessible SVG
+        (`role="img"`, a title and a description, axis labels, the target as a dashed line),
+        in the caller's language: the same figures as the series endpoint. Cacheable by the
+        caller's browser for 5 minutes.
+        """
+        language = negotiate(request.headers.get("accept-language"))
+        place = await _readable(conn, state.places, request.user, code)
+        catalog = await state.indicators.get(conn)
+        monthly = await _series(
+            conn, state, request.user, place, _indicator(catalog, indicator), "month", language
+        )
+        return Response(
+            render(monthly, language),
+            media_type=SVG_TYPE,
+            headers={"Cache-Control": PRIVATE_CACHE, "Vary": "Accept-Language"},
+        )
+
+    @get(
+        "/{code:str}/report.xlsx",
+        media_type=XLSX_TYPE,
+        responses=problems(400, 401, 403, 404),
+        response_headers=[REPORT_DISPOSITION],
+    )
+    async def get_area_stats_report(
+        self,
+        request: Request[Principal, Token, Any],
+        state: State,
+        conn: NamedDependency[asyncpg.Connection],
+        code: FromPath[AreaCode],
+        period: FromQuery[PeriodText] = "current",
+    ) -> Response[bytes]:
+        """The officials' Excel report of a ward, a province or the nation (`VN`) for a
+        period, in the caller's language; audited like the exports.
+
+        A cover (area, period, when, who, which figures are exact and which protected), a
+        summary row per indicator (value, target, gap, status, the last 6 months, forecast),
+        native charts, the monthly series and, for a province or the nation, a sheet per
+        indicator of the areas under it (no data first, then the furthest behind). The
+        figures are the caller's cards': exact only in a ward official's or team member's own
+        ward, the same withheld cells.
+        """
+        language = negotiate(request.headers.get("accept-language"))
+        place = await _readable(conn, state.places, request.user, code)
+        chosen = parse_period(period, today())
+        catalog = await state.indicators.get(conn)
+        user = await get_user(conn, request.user.user_id)
+        await audit.record(
+            conn,
+            "stats.export",
+            "area",
+            place.code,
+            actor_id=request.user.user_id,
+            province_id=place.province_id,
+            client_addr=client_addr(request),
+            detail={"format": "report", "language": language, "period": chosen.label},
+        )
+        generated = datetime.now(UTC)
+        # One snapshot: the card, the series and the children tables agree.
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            data = await report.gather(
                 conn,
+                catalog,
                 state.places,
                 place,
                 chosen,
-                points[-1].target,
                 exact=sees_exact(request.user, place.id),
-                now=today(),
-            ),
+                language=language,
+                versions=state.modules.get,
+                author=report.Author(
+                    request.user.role, user.display_name if user is not None else None
+                ),
+                generated=generated,
+            )
+        content = await asyncio.to_thread(report.build, data, language)
+        filename = f"congdongso-report-{place.code}-{chosen.label}-{today():%Y%m%d}.xlsx"
+        return Response(
+            content,
+            media_type=XLSX_TYPE,
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "no-store",
+            },
         )
 
     @get(
