@@ -5,8 +5,11 @@ and series, in both languages and for the exact and the protected views."""
 from __future__ import annotations
 
 import io
+import tracemalloc
 import xml.etree.ElementTree as ET
+import zipfile
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,9 +19,13 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from openpyxl.worksheet.worksheet import Worksheet
 
+from api.config import Settings
 from api.stats.cards import ChildFigures
+from api.stats.catalog import load_catalog
+from api.stats.exports import export_rows, xlsx_stream
+from api.stats.keys import record_keys
 from api.stats.periods import add_months, month_start, parse_period, period_points, today
-from api.stats.places import Place
+from api.stats.places import Place, Places
 from api.stats.report import CHART_WORST, Author, ReportData, build
 from schemas.stats import Card, Coverage, Forecast, IndicatorValue, SeriesPoint, StatArea
 from tests.conftest import HA_NOI, HAC_THANH, HAM_RONG, THANH_HOA, Accounts, member, submission
@@ -417,3 +424,33 @@ def test_a_province_of_many_wards_charts_the_20_furthest_behind() -> None:
     assert book["ADULT_SMARTPHONE"]["H5"].value == "No data"
     # No area with data: no column chart, a note instead.
     assert len(book["Charts"]._charts) == 3
+
+
+async def test_a_province_xlsx_export_is_built_in_constant_memory(
+    accounts: Accounts, client: Client, db: asyncpg.Connection, settings: Settings, tmp_path: Path
+) -> None:
+    """36,072 rows through XlsxWriter's constant_memory mode: memory holds a batch of rows,
+    never the sheet (rows go to a temporary file; the workbook is streamed from its file)."""
+    team = await ward_team(accounts, HAC_THANH)
+    await survey_ward(client, team, HAC_THANH, 20, 15)
+    catalog = await load_catalog(db, record_keys(settings))
+    places = Places()
+    place = await places.find(db, THANH_HOA)
+    assert place is not None
+    path = tmp_path / "export.xlsx"
+    tracemalloc.start()
+    try:
+        with path.open("wb") as out:
+            async with db.transaction(isolation="repeatable_read", readonly=True):
+                rows = export_rows(db, catalog, places, place, today())
+                async for chunk in xlsx_stream(rows, "vi"):
+                    out.write(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    with zipfile.ZipFile(path) as archive:
+        sheet_xml = archive.getinfo("xl/worksheets/sheet1.xml").file_size
+    assert sheet_xml > 15_000_000  # the sheet, uncompressed
+    assert peak < sheet_xml / 5, (peak, sheet_xml)  # never held whole
+    sheet = openpyxl.load_workbook(path, read_only=True).active
+    assert sheet.max_row == 1 + 36_072
