@@ -40,6 +40,7 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         # main process, and with it an embedded PostgreSQL, stays up. Only SIGINT/SIGTERM
         # stop the service (granian gives up on a worker that dies again within seconds).
         respawn_failed_workers=True,
+        workers_kill_timeout=10,  # a stop never waits forever on a stuck worker
     ).serve()
     return 0
 
