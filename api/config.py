@@ -38,6 +38,7 @@ _ENV_NAMES = {
     "CONGDONGSO_LOG_LEVEL": "log_level",
     "CONGDONGSO_WORKERS": "workers",
     "CONGDONGSO_CARD_CACHE": "card_cache",
+    "CONGDONGSO_METRICS_TOKEN": "metrics_token",
 }
 
 
@@ -72,6 +73,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Keep rendered cards until their province changes (api/cardcache.py); false: build
     # every card (one listening connection fewer per worker).
     card_cache: bool = True
+    # /metrics for a scraper holding this bearer token; unset: only from this machine.
+    metrics_token: str | None = None
 
     @property
     def production(self) -> bool:

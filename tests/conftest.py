@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Cheap argon2 parameters: the tests exercise the logic, bench/ measures the real cost.
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 PASSWORD = "correct horse battery"
+METRICS_TOKEN = "test-metrics-token"
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +115,7 @@ def settings(tmp_path: Path) -> Settings:
         data_dir=str(tmp_path),
         jwt_secret="test-secret-that-is-long-enough-for-hs256",
         cell_key_secret="test-cell-key-secret",
+        metrics_token=METRICS_TOKEN,
         login_max_failures=3,
         login_max_failures_per_addr=10,
         pool_min=1,

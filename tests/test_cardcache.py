@@ -14,7 +14,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.stats.cardcache import LISTENER, CardCache
-from tests.conftest import BA_DINH, HAC_THANH, THANH_HOA, Accounts, member, submission
+from tests.conftest import BA_DINH, HAC_THANH, SCRAPER, THANH_HOA, Accounts, member, submission
 from tests.test_stats import card, cells, new_household, push, ward_team
 
 pytestmark = pytest.mark.anyio
@@ -206,7 +206,7 @@ async def test_one_card_build_for_readers_who_miss_it(
     assert all(body == together[0] for body in together)
     assert smartphone(together[0]) == (1, 1)
 
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get("/metrics", headers=SCRAPER)).text
     assert "card_cache_listening 1.0" in metrics
     assert f"card_cache_builds_total {float(cards.builds)}" in metrics
 

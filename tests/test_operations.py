@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import pytest
 from litestar import Litestar
@@ -11,7 +13,7 @@ from litestar.testing import AsyncTestClient
 from api import migrate
 from api.app import create_app
 from api.config import Settings
-from tests.conftest import Accounts
+from tests.conftest import SCRAPER, Accounts
 
 pytestmark = pytest.mark.anyio
 
@@ -39,7 +41,7 @@ async def test_metrics_count_requests_by_route(client: Client, accounts: Account
     headers = await accounts.headers(await accounts.create("admin"))
     await client.get("/api/v1/areas/38", headers=headers)
     await client.get("/api/v1/areas/01", headers=headers)
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=SCRAPER)).text
     assert 'http_requests_total{method="GET",route="/api/v1/areas/{code}",status="200"} 2.0' in (
         text
     )
@@ -89,3 +91,34 @@ async def test_logs_never_contain_secrets(client: Client, accounts: Accounts, ca
     assert "congdongso.access" in {record.name for record in caplog.records}
     for secret in (tokens["accessToken"], tokens["refreshToken"], "s3cret-wrong", user.phone):
         assert secret not in logged
+
+
+async def test_metrics_need_the_token(client: Client) -> None:
+    assert (await client.get("/metrics")).status_code == 404  # the test client is not local
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert (await client.get("/metrics", headers=wrong)).status_code == 404
+    assert (await client.get("/metrics", headers=SCRAPER)).status_code == 200
+
+
+async def test_readiness_answers_within_its_budget_when_the_pool_is_exhausted(
+    app: Litestar, client: Client
+) -> None:
+    """Every pooled connection busy: /readyz says 503 within about 2 s, never hangs."""
+    pool = app.state.pool  # lives on the app's event loop, run by the client's portal
+
+    async def take_all() -> list[Any]:
+        return [await pool.acquire() for _ in range(pool.get_max_size())]
+
+    async def give_back(held: list[Any]) -> None:
+        for conn in held:
+            await pool.release(conn)
+
+    held = client.blocking_portal.call(take_all)
+    try:
+        started = time.monotonic()
+        response = await client.get("/readyz")
+        took = time.monotonic() - started
+    finally:
+        client.blocking_portal.call(give_back, held)
+    assert response.status_code == 503
+    assert took < 3.5
