@@ -17,6 +17,7 @@ from api.auth import jwt_auth
 from api.config import Settings, jwt_secret, settings_from_env
 from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
+from api.fieldwork import routes as fieldwork
 from api.headers import security_headers
 from api.ingest import SurveyCache
 from api.learning import ModuleCache
@@ -93,6 +94,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             auth.logout,
             auth.me,
             areas.AreaRoutes,
+            fieldwork.FieldworkRoutes,
             accounts.UserRoutes,
             accounts.TeamRoutes,
             surveys.SurveyRoutes,
@@ -148,6 +150,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
                 Tag(name="sync", description="Offline sync and submissions"),
                 Tag(name="residents", description="Invites, registration, a resident's data"),
                 Tag(name="stats", description="Ward statistics against the plan targets"),
+                Tag(name="fieldwork", description="Visit plans and ward settings for the teams"),
                 Tag(
                     name="learning",
                     description="Digital-literacy modules, quizzes, progress and statistics",
