@@ -67,8 +67,11 @@ def pool_lifespan(dsn: str, min_size: int, max_size: int) -> Any:
     return lifespan
 
 
+POOL_WAIT = 5.0  # seconds a request waits for a connection before a 503 with Retry-After
+
+
 async def provide_conn(state: State) -> AsyncGenerator[asyncpg.Connection, None]:
-    async with state.pool.acquire() as conn:
+    async with state.pool.acquire(timeout=POOL_WAIT) as conn:
         yield conn
 
 

@@ -122,3 +122,31 @@ async def test_readiness_answers_within_its_budget_when_the_pool_is_exhausted(
         client.blocking_portal.call(give_back, held)
     assert response.status_code == 503
     assert took < 3.5
+
+
+async def test_a_request_that_gets_no_connection_in_time_is_a_503(
+    app: Litestar, client: Client, accounts: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pooled connection busy (long exports, a stuck query): other requests get a
+    503 with Retry-After once the wait is over, instead of hanging."""
+    import api.db
+
+    monkeypatch.setattr(api.db, "POOL_WAIT", 0.5)
+    admin = await accounts.headers(await accounts.create("admin"))
+    pool = app.state.pool
+
+    async def take_all() -> list[Any]:
+        return [await pool.acquire() for _ in range(pool.get_max_size())]
+
+    async def give_back(held: list[Any]) -> None:
+        for conn in held:
+            await pool.release(conn)
+
+    held = client.blocking_portal.call(take_all)
+    try:
+        response = await client.get("/api/v1/areas/38", headers=admin)
+    finally:
+        client.blocking_portal.call(give_back, held)
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "5"
+    assert (await client.get("/api/v1/areas/38", headers=admin)).status_code == 200
