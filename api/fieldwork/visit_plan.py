@@ -238,16 +238,17 @@ def statements(catalog: Catalog) -> PlanStatements:
         for offset in (0, 2 * n)
     )
     fill = f"""
-    INSERT INTO visit_fact AS v (submission_id, catalog_key, collected_at, submitted_by, counts,
-                                 missing, asking)
-    SELECT s.id, $2, s.collected_at, s.submitted_by, facts.counts, masks.*
+    INSERT INTO visit_fact AS v (submission_id, ward_id, catalog_key, collected_at, submitted_by,
+                                 counts, missing, asking)
+    SELECT s.id, h.ward_id, $2, s.collected_at, s.submitted_by, facts.counts, masks.*
     FROM household h
     JOIN submission s ON s.id = h.current_submission_id
     CROSS JOIN LATERAL ({counts}) AS facts
     CROSS JOIN LATERAL (SELECT {masks} FROM generate_series(1, {n}) AS i) AS masks
     WHERE h.ward_id = $1 AND h.current_submission_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM visit_fact f
-                      WHERE f.submission_id = h.current_submission_id AND f.catalog_key = $2)
+                      WHERE f.submission_id = h.current_submission_id AND f.catalog_key = $2
+                        AND f.ward_id = $1)
     ORDER BY s.id  -- two plans filling at once take the same rows in the same order
     ON CONFLICT (submission_id) DO UPDATE
     SET catalog_key = excluded.catalog_key, counts = excluded.counts,
@@ -282,6 +283,7 @@ def statements(catalog: Catalog) -> PlanStatements:
         FROM params CROSS JOIN household h
         LEFT JOIN visit_fact v
                ON v.submission_id = h.current_submission_id AND v.catalog_key = $2
+              AND v.ward_id = $1
         WHERE h.ward_id = $1
     ), planned AS (
         -- A surveyed household whose facts are not there yet (pushed since the fill) waits

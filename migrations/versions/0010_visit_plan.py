@@ -37,6 +37,7 @@ def upgrade() -> None:
 
     CREATE TABLE visit_fact (
         submission_id uuid PRIMARY KEY REFERENCES submission (id) ON DELETE CASCADE,
+        ward_id       integer NOT NULL,      -- the household's: a plan reads one ward's facts
         catalog_key   bigint NOT NULL,      -- the indicator rules the counts follow
         collected_at  timestamptz NOT NULL,  -- the submission's, to tell stale visits
         submitted_by  uuid,                  -- the submission's, for a member's hamlets
@@ -44,6 +45,7 @@ def upgrade() -> None:
         missing       bigint NOT NULL,       -- bit i - 1: indicator i has members missing
         asking        bigint NOT NULL        -- bit i - 1: members asking for help with it
     );
+    CREATE INDEX visit_fact_by_ward ON visit_fact (ward_id);
     """)
 
 
