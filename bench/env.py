@@ -29,15 +29,19 @@ PGDATA = ROOT / ".data" / "pgbench"
 DATABASE = "cds_bench"
 ADMIN_PHONE = "+84900000001"
 ADMIN_PASSWORD = "bench-password-1"
+# The cell-key secret of every bench server and of the bench's own catalog (rebuilds), so
+# that key sums rebuilt by the bench match what the servers compute.
+CELL_KEY_SECRET = "bench-cell-key-secret-not-for-production"
+APP = "api.asgi:app"  # the ASGI target the servers run
 
 SERVERS = {
     "granian": [
         "granian", "--interface", "asgi", "--loop", "uvloop", "--no-ws",
         "--host", "127.0.0.1", "--port", "{port}", "--workers", "{workers}",
-        "api.asgi:app",
+        "{app}",
     ],
     "uvicorn": [
-        "uvicorn", "api.asgi:app", "--host", "127.0.0.1", "--port", "{port}",
+        "uvicorn", "{app}", "--host", "127.0.0.1", "--port", "{port}",
         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
         "--workers", "{workers}",
     ],
@@ -78,7 +82,7 @@ async def setup(quick: bool, database: str = DATABASE) -> Context:
     dsn = embedded.with_database(server_dsn, database)
     await migrate.upgrade_async(dsn)
 
-    settings = Settings()
+    settings = Settings(cell_key_secret=CELL_KEY_SECRET)
     hasher = Passwords(
         settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
     )
@@ -131,15 +135,21 @@ class Server:
 
 @asynccontextmanager
 async def serve(
-    ctx: Context, name: str, settings: dict[str, str] | None = None
+    ctx: Context,
+    name: str,
+    settings: dict[str, str] | None = None,
+    app: str = APP,
+    label: str | None = None,
 ) -> AsyncIterator[Server]:
     """Run the API under ``name`` (granian or uvicorn, one worker per core) until the block
-    ends, with default settings but for ``settings`` (CONGDONGSO_* variables)."""
+    ends, with default settings but for ``settings`` (CONGDONGSO_* variables, or others
+    read by a bench-only ``app`` such as bench/exact_app.py). Its log goes to
+    ``<DATA_DIR>/<label or name>.log`` (give servers running together their own label)."""
     port = free_port()
     # As many workers as `congdongso serve` starts by default (one per core).
     workers = ctx.settings.workers
     argv = [str(BIN / SERVERS[name][0])] + [
-        a.format(port=port, workers=workers) for a in SERVERS[name][1:]
+        a.format(port=port, workers=workers, app=app) for a in SERVERS[name][1:]
     ]
     # Default settings (the bench measures them): drop any CONGDONGSO_* from the caller.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONGDONGSO_")}
@@ -147,9 +157,10 @@ async def serve(
         "DATABASE_URL": ctx.dsn,
         "CONGDONGSO_LOG_LEVEL": "WARNING",
         "CONGDONGSO_DATA_DIR": str(DATA_DIR),
+        "CONGDONGSO_CELL_KEY_SECRET": CELL_KEY_SECRET,
     } | (settings or {})
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    log_path = DATA_DIR / f"{name}.log"
+    log_path = DATA_DIR / f"{label or name}.log"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -16,6 +16,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,8 +25,9 @@ import msgspec
 from tqdm import tqdm
 
 from api.db import connect
-from api.stats.catalog import load_catalog, measures_lateral
+from api.stats.catalog import HOUSEHOLD_KEY, load_catalog, measures_lateral
 from api.stats.counters import rebuild
+from api.stats.keys import RecordKeys, record_keys
 from bench import Result
 from bench.env import Context, Server, serve, setup
 from bench.loadgen import LoadResult, load
@@ -117,20 +119,52 @@ def _rows(
     return households, submissions
 
 
-async def _load(
-    conn: asyncpg.Connection,
-    wards: list[asyncpg.Record],
-    user_id: uuid.UUID,
-    per_ward: int,
-    rng: random.Random,
-    label: str,
+@dataclass(frozen=True)
+class Dataset:
+    """The benchmark's wards, and who collected their households."""
+
+    wards: list[asyncpg.Record]  # id, province_id, code: Thanh Hóa's 166, then 34 of Hà Nội
+    by_code: dict[str, asyncpg.Record]
+    collector: uuid.UUID  # a team member of PUSH_WARD (also the pushes' sender)
+
+
+async def prepare(conn: asyncpg.Connection) -> Dataset:
+    """The 200 wards, a team member of PUSH_WARD, and the two officials of PHONES (their
+    password is the team member's: PASSWORD)."""
+    wards = await conn.fetch(
+        """(SELECT id, province_id, code FROM area WHERE parent_id =
+               (SELECT id FROM area WHERE code = '38') ORDER BY code)
+           UNION ALL
+           (SELECT id, province_id, code FROM area WHERE parent_id =
+               (SELECT id FROM area WHERE code = '01') ORDER BY code LIMIT 34)"""
+    )
+    by_code = {w["code"]: w for w in wards}
+    collector = await _collector(conn, by_code[PUSH_WARD], PHONES["team_member"])
+    for role, area in [("ward_official", CARD_WARD), ("province_official", PROVINCE)]:
+        await conn.execute(
+            """INSERT INTO app_user (id, phone, password_hash, role, area_id, province_id)
+               SELECT $1, $2, password_hash, $3, a.id, a.province_id
+               FROM app_user, area a WHERE app_user.id = $4 AND a.code = $5""",
+            uuid.uuid4(),
+            PHONES[role],
+            role,
+            collector,
+            area,
+        )
+    return Dataset(wards, by_code, collector)
+
+
+async def load_households(
+    conn: asyncpg.Connection, dataset: Dataset, per_ward: int, rng: random.Random, label: str
 ) -> None:
+    """``per_ward`` more households in each ward, with their submissions, by COPY."""
     now = datetime.now(UTC)
+    wards = dataset.wards
     with tqdm(
         total=per_ward * len(wards), desc=label, unit="hh", unit_scale=True, disable=None
     ) as bar:
         for ward in wards:
-            households, submissions = _rows(ward, user_id, per_ward, rng, now)
+            households, submissions = _rows(ward, dataset.collector, per_ward, rng, now)
             async with conn.transaction():
                 await conn.copy_records_to_table(
                     "household",
@@ -146,8 +180,9 @@ async def _load(
         await conn.execute(f"VACUUM ANALYZE {table}")
 
 
-async def _rebuild(conn: asyncpg.Connection) -> float:
-    catalog = await load_catalog(conn)
+async def rebuild_counters(conn: asyncpg.Connection, keys: RecordKeys) -> float:
+    """``congdongso stats rebuild`` with the servers' record keys: seconds taken."""
+    catalog = await load_catalog(conn, keys)
     started = time.perf_counter()
     with tqdm(total=34, desc="  rebuild", unit="province", leave=False, disable=None) as bar:
         await rebuild(conn, catalog, lambda _: bar.update())
@@ -187,14 +222,19 @@ async def _cards(ctx: Context, server: Server, tokens: dict[str, str], size: str
     return measured
 
 
-async def _group_by(ctx: Context, ward_id: int, catalog_sql: str) -> tuple[float, float]:
-    """The same ward's numbers by GROUP BY over its households' current submissions, from
-    8 connections for a few seconds (no HTTP): queries/s and median ms."""
+async def _group_by(
+    ctx: Context, ward_id: int, catalog_sql: str, keys: RecordKeys
+) -> tuple[float, float]:
+    """The same ward's numbers (and the key sums a protected card needs) by GROUP BY over
+    its households' current submissions, from 8 connections for a few seconds (no HTTP):
+    queries/s and median ms."""
     query = f"""
-        SELECT measure.code, sum(measure.numerator), sum(measure.denominator)
-        FROM household h JOIN submission s ON s.id = h.current_submission_id
+        SELECT measure.code, sum(measure.numerator), sum(measure.denominator),
+               sum(measure.numerator_key), sum(measure.denominator_key)
+        FROM (SELECT s.*, {HOUSEHOLD_KEY} AS hk
+              FROM household h JOIN submission s ON s.id = h.current_submission_id
+              WHERE h.ward_id = $1) AS s
         {catalog_sql}
-        WHERE h.ward_id = $1
         GROUP BY measure.code"""
     conns = [await connect(ctx.dsn) for _ in range(8)]
     latencies: list[float] = []
@@ -203,7 +243,7 @@ async def _group_by(ctx: Context, ward_id: int, catalog_sql: str) -> tuple[float
     async def worker(conn: asyncpg.Connection) -> None:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            await conn.fetch(query, ward_id)
+            await conn.fetch(query, ward_id, *keys.params)
             latencies.append(time.perf_counter() - started)
 
     try:
@@ -219,30 +259,13 @@ async def run(shared: Context) -> list[Result]:
     ctx = await setup(shared.quick, DATABASE)
     rng = random.Random(411)
     per_ward_full = ctx.count(PER_WARD_FULL, 250)
+    keys = record_keys(ctx.settings)  # the servers' secret (bench.env.CELL_KEY_SECRET)
     conn = await connect(ctx.dsn)
     try:
-        wards = await conn.fetch(
-            """(SELECT id, province_id, code FROM area WHERE parent_id =
-                   (SELECT id FROM area WHERE code = '38') ORDER BY code)
-               UNION ALL
-               (SELECT id, province_id, code FROM area WHERE parent_id =
-                   (SELECT id FROM area WHERE code = '01') ORDER BY code LIMIT 34)"""
-        )
-        by_code = {w["code"]: w for w in wards}
-        collector = await _collector(conn, by_code[PUSH_WARD], PHONES["team_member"])
-        for role, area in [("ward_official", CARD_WARD), ("province_official", PROVINCE)]:
-            await conn.execute(
-                """INSERT INTO app_user (id, phone, password_hash, role, area_id, province_id)
-                   SELECT $1, $2, password_hash, $3, a.id, a.province_id
-                   FROM app_user, area a WHERE app_user.id = $4 AND a.code = $5""",
-                uuid.uuid4(),
-                PHONES[role],
-                role,
-                collector,
-                area,
-            )
-        await _load(conn, wards, collector, PER_WARD_SMALL, rng, "  10,000 households")
-        small_rebuild = await _rebuild(conn)
+        dataset = await prepare(conn)
+        wards, by_code = dataset.wards, dataset.by_code
+        await load_households(conn, dataset, PER_WARD_SMALL, rng, "  10,000 households")
+        small_rebuild = await rebuild_counters(conn, keys)
         print(f"  rebuild of 10,000 households: {small_rebuild:.1f} s")
     finally:
         await conn.close()
@@ -255,20 +278,20 @@ async def run(shared: Context) -> list[Result]:
     conn = await connect(ctx.dsn)
     try:
         total = len(wards) * per_ward_full
-        await _load(
-            conn, wards, collector, per_ward_full - PER_WARD_SMALL, rng, f"  {total:,} households"
+        await load_households(
+            conn, dataset, per_ward_full - PER_WARD_SMALL, rng, f"  {total:,} households"
         )
         members = await conn.fetchval(
             "SELECT sum(jsonb_array_length(members)) FROM household h "
             "JOIN submission s ON s.id = h.current_submission_id"
         )
-        full_rebuild = await _rebuild(conn)
+        full_rebuild = await rebuild_counters(conn, keys)
         print(f"  rebuild of {total:,} households ({members:,} members): {full_rebuild:.1f} s")
-        catalog_sql = measures_lateral((await load_catalog(conn)).indicators)
+        catalog_sql = measures_lateral((await load_catalog(conn, keys)).indicators)
         push_households = await _households(conn, by_code[PUSH_WARD], ctx.count(120_000, 20_000))
     finally:
         await conn.close()
-    group_qps, group_ms = await _group_by(ctx, by_code[CARD_WARD]["id"], catalog_sql)
+    group_qps, group_ms = await _group_by(ctx, by_code[CARD_WARD]["id"], catalog_sql, keys)
     print(f"  GROUP BY baseline: {group_qps:,.1f} queries/s, median {group_ms:.0f} ms")
 
     async with serve(ctx, "granian") as server:
