@@ -263,66 +263,74 @@ def statements(catalog: Catalog) -> PlanStatements:
         )
         return f"CASE {tests} END"
 
-    # MATERIALIZED: each expression once per household (an inlined CTE copies it into every
-    # expression that uses it).
+    # ``hh``: one row per household with its sort key, computed once (MATERIALIZED: an
+    # inlined CTE is copied into every expression that uses it; OFFSET 0 keeps ``wanted``
+    # and ``missed`` from being copied into the expressions built on them). Labels, names
+    # and counts are read for the rows of the page only.
     plan = f"""
     WITH params AS MATERIALIZED (
         SELECT (now() AT TIME ZONE '{TIME_ZONE}' - make_interval(months => coalesce(
                    (SELECT stale_after_months FROM ward_setting WHERE ward_id = $1),
                    {STALE_AFTER_DEFAULT}))) AT TIME ZONE '{TIME_ZONE}' AS cutoff
     ), hh AS MATERIALIZED (
-        SELECT h.id, h.label, h.hamlet_id, h.created_at, h.current_submission_id,
-               v.collected_at, v.counts,
-               -- the member's hamlets: where they registered or last surveyed a household
-               h.hamlet_id IS NOT NULL AND coalesce(
-                   bool_or(h.created_by = $3 OR v.submitted_by = $3)
-                       OVER (PARTITION BY h.hamlet_id), false) AS own,
-               v.collected_at < params.cutoff AS stale,
-               {first("asking")} AS wanted,
-               {first("missing")} AS missed
-        FROM params CROSS JOIN household h
-        LEFT JOIN visit_fact v
-               ON v.submission_id = h.current_submission_id AND v.catalog_key = $2
-              AND v.ward_id = $1
-        WHERE h.ward_id = $1
-    ), planned AS (
-        -- A surveyed household whose facts are not there yet (pushed since the fill) waits
-        -- for the next plan.
-        SELECT id, label, hamlet_id, collected_at, own,
-               CASE WHEN own THEN 0 ELSE 1 END AS grp,
-               CASE WHEN current_submission_id IS NULL THEN {NEVER_SURVEYED}
+        SELECT id, hamlet_id, by_member,
+               -- a surveyed household whose facts are not there yet (pushed since the
+               -- fill) is left out; the caller fills and reads again
+               NOT never AND counts IS NULL AS unfilled,
+               CASE WHEN never THEN {NEVER_SURVEYED}
                     WHEN stale THEN {STALE}
                     WHEN wanted IS NOT NULL THEN {HELP_WANTED}
                     WHEN missed IS NOT NULL THEN {MISSES} END AS tier,
-               CASE WHEN current_submission_id IS NULL OR stale THEN 0
-                    ELSE coalesce(wanted, missed) END AS rank,
-               CASE WHEN current_submission_id IS NULL OR stale THEN 0
+               CASE WHEN never OR stale THEN 0 ELSE coalesce(wanted, missed) END AS rank,
+               CASE WHEN never OR stale THEN 0
                     WHEN wanted IS NOT NULL THEN -counts[{2 * n} + ($4::int[])[wanted]]
                     ELSE -coalesce(counts[($4::int[])[missed]], 0) END AS neg,
-               CASE WHEN current_submission_id IS NULL OR stale THEN NULL
-                    ELSE ($4::int[])[coalesce(wanted, missed)] END AS position,
-               CASE WHEN wanted IS NULL THEN counts[{n} + ($4::int[])[missed]] END AS eligible,
-               coalesce(collected_at, created_at) AS at,
-               stale
-        FROM hh
+               at
+        FROM (
+            SELECT h.id, h.hamlet_id, h.current_submission_id IS NULL AS never,
+                   v.collected_at < params.cutoff AS stale, v.counts,
+                   {first("asking")} AS wanted,
+                   {first("missing")} AS missed,
+                   coalesce(v.collected_at, h.created_at) AS at,
+                   h.created_by = $3 OR v.submitted_by = $3 AS by_member
+            FROM params CROSS JOIN household h
+            LEFT JOIN visit_fact v
+                   ON v.submission_id = h.current_submission_id AND v.catalog_key = $2
+                  AND v.ward_id = $1
+            WHERE h.ward_id = $1
+            OFFSET 0
+        ) AS facts
+    ), mine AS MATERIALIZED (
+        -- the member's hamlets: where they registered or last surveyed a household
+        SELECT ARRAY(SELECT DISTINCT hamlet_id FROM hh
+                     WHERE by_member AND hamlet_id IS NOT NULL) AS hamlets
+    ), planned AS (
+        SELECT hh.*, CASE WHEN hh.hamlet_id = ANY (mine.hamlets) THEN 0 ELSE 1 END AS grp
+        FROM hh CROSS JOIN mine
+        WHERE hh.tier IS NOT NULL
     )
-    SELECT p.id, p.label, p.hamlet_id, hamlet.name AS hamlet_name, p.collected_at, p.own,
-           p.grp, p.tier, p.rank, p.neg, p.position, p.eligible, p.at,
-           (SELECT count(*) FROM hh
-            WHERE current_submission_id IS NOT NULL AND counts IS NULL) AS unfilled,
-           CASE WHEN p.stale THEN (
+    SELECT p.id, h.label, p.hamlet_id, hamlet.name AS hamlet_name, v.collected_at,
+           p.grp = 0 AS own, p.grp, p.tier, p.rank, p.neg, p.at,
+           CASE WHEN p.tier IN ({HELP_WANTED}, {MISSES}) THEN ($4::int[])[p.rank] END
+             AS position,
+           CASE WHEN p.tier = {MISSES} THEN v.counts[{n} + ($4::int[])[p.rank]] END
+             AS eligible,
+           CASE WHEN p.tier = {STALE} THEN (
                SELECT (extract(year FROM age) * 12 + extract(month FROM age))::int
                FROM age(now() AT TIME ZONE '{TIME_ZONE}',
-                        p.collected_at AT TIME ZONE '{TIME_ZONE}') AS age
-           ) END AS months
+                        v.collected_at AT TIME ZONE '{TIME_ZONE}') AS age
+           ) END AS months,
+           (SELECT count(*) FROM hh WHERE unfilled) AS unfilled
     FROM (
         SELECT * FROM planned
-        WHERE tier IS NOT NULL
-          AND ($5::int IS NULL OR (grp, tier, rank, neg, at, id)
-                                  > ($5, $6::int, $7::int, $8::int, $9::timestamptz, $10::uuid))
+        WHERE $5::int IS NULL OR (grp, tier, rank, neg, at, id)
+                                 > ($5, $6::int, $7::int, $8::int, $9::timestamptz, $10::uuid)
         ORDER BY grp, tier, rank, neg, at, id
         LIMIT $11
     ) AS p
+    JOIN household h ON h.id = p.id
+    LEFT JOIN visit_fact v
+           ON v.submission_id = h.current_submission_id AND v.catalog_key = $2
     LEFT JOIN hamlet ON hamlet.id = p.hamlet_id
     ORDER BY p.grp, p.tier, p.rank, p.neg, p.at, p.id"""
     return PlanStatements(key, fill, plan)
