@@ -244,7 +244,8 @@ class LearnerProgress(Schema):
 
 
 class ModuleLearning(Schema):
-    """Counts are null when ``suppressed`` (small numbers, outside one's own ward)."""
+    """Outside one's own ward the counts are protected (perturbed); null when ``suppressed``
+    (withheld for privacy: too few learners)."""
 
     module_id: uuid.UUID
     code: str

@@ -3,8 +3,8 @@
 A card is read far more often than its numbers change (officials open dashboards all day;
 a ward's counters change when its team pushes), and building one costs more Python than the
 queries behind it. So each process keeps the cards it rendered, as JSON bytes, in groups:
-a ward's cards under its province, the cards of provinces and of the nation (compared across
-provinces) under ``NATION_GROUP``. A province's change drops its group and the nation's.
+the cards of a province and its wards under the province, the nation's under
+``NATION_GROUP``. A province's change drops its group and the nation's.
 
 Every write to the counters, the learning counters, the targets or the published modules
 notifies ``stats_changed`` with the provinces it touched (triggers, migration 0007; empty
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL: Final = "stats_changed"
 LISTENER: Final = "congdongso-cards"  # the listening connection's application_name
-NATION_GROUP: Final = 0  # cards that depend on every province: the nation's, provinces'
+NATION_GROUP: Final = 0  # the nation's cards: they depend on every province
 PING_SECONDS: Final = 5.0  # how soon a silently dead listener is noticed
 RETRY_SECONDS: Final = 1.0
 READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -134,7 +134,8 @@ class StatsRoutes(Controller):
         """The indicator card of a ward, a province or the nation (`VN`) for a period.
 
         Each household counts with its latest accepted submission as of the end of the
-        period. Suppressed except for a ward official's or team member's own ward.
+        period. Protected (cell key method) except for a ward official's or team member's
+        own ward, which is exact.
         """
         place = await _readable(state.pool, state.places, request.user, code)
         return await _card_answer(
@@ -330,7 +331,7 @@ class StatsRoutes(Controller):
         conn: NamedDependency[asyncpg.Connection],
         code: FromPath[AreaCode],
     ) -> Stream:
-        """The last 24 months of the area and every area under it, suppressed, as CSV.
+        """The last 24 months of the area and every area under it, protected, as CSV.
 
         Headers, names and numbers follow Accept-Language (`vi`: `;` between fields,
         `75,6 %`). Every export is audited.
@@ -464,7 +465,7 @@ async def get_public_area_stats(
     code: FromPath[AreaCode],
     period: FromQuery[PeriodText] = "current",
 ) -> Response[Card]:
-    """Any area's card without signing in: always suppressed, cacheable for 5 minutes."""
+    """Any area's card without signing in: always protected, cacheable for 5 minutes."""
     place = await state.places.find(state.pool, code)
     if place is None:
         raise StatsAreaNotFound()
@@ -506,9 +507,9 @@ async def _card_answer(
             )
         return msgspec.json.encode(built)
 
-    # A ward's card depends on its province's wards; a province's is suppressed against the
-    # other provinces, so it goes with the nation's, dropped by any province's change.
-    group = place.province_id if place.level == "ward" and place.province_id else NATION_GROUP
+    # Every cell is protected on its own, so a ward's or a province's card depends only on
+    # its province's counters (and targets); the nation's on every province's.
+    group = place.province_id if place.level != "nation" and place.province_id else NATION_GROUP
     body = await cards.card(group, (place.code, period, exact, language), build)
     # Already JSON: Litestar sends bytes as they are (the cast only keeps Card in OpenAPI).
     return Response(cast(Card, body), media_type=MediaType.JSON, headers=headers)
