@@ -21,7 +21,14 @@ from api.queries.modules import LearningCounts, LearningSummary, VersionSource, 
 from api.stats import counters as q
 from api.stats.catalog import COVERAGE, Catalog
 from api.stats.counters import EMPTY, Cell, MonthlyDelta, add
-from api.stats.disclosure import MIN_DENOMINATOR, PTABLE, REASONS, WITHHELD, published
+from api.stats.disclosure import (
+    MIN_DENOMINATOR,
+    PTABLE,
+    REASONS,
+    WITHHELD,
+    part_key,
+    published,
+)
 from api.stats.forecast import WINDOW, forecast
 from api.stats.periods import Grain, Period, add_months, month_start, period_points, today
 from api.stats.places import Place, Places
@@ -154,7 +161,7 @@ def nearest_target(
 
 
 def coverage_of(cells: dict[str, Cell], *, exact: bool) -> Coverage:
-    shown = published(cells.get(COVERAGE, EMPTY), "percent", exact_view=exact)
+    shown = published(cells.get(COVERAGE, EMPTY), "percent", exact_view=exact, whole_numerator=True)
     if shown.withheld:
         return Coverage(surveyed=None, registered=None, value=None, suppressed=True)
     surveyed, registered = shown.numerator, shown.denominator
@@ -224,11 +231,17 @@ def _protected_counts(counts: LearningCounts) -> LearningCounts | None:
     learners = PTABLE.perturb(counts.learners, counts.keys[0])
     if 0 < learners < MIN_DENOMINATOR:
         return None
+    if learners == 0:  # nobody, as far as anyone can tell: every count says so
+        return LearningCounts(0, 0, 0, 0, counts.keys)
+
+    def part(count: int, key: int) -> int:
+        return PTABLE.perturb(count, part_key(key, counts.keys[0]))
+
     return LearningCounts(
         learners=learners,
-        completions=min(PTABLE.perturb(counts.completions, counts.keys[1]), learners),
-        passed=min(PTABLE.perturb(counts.passed, counts.keys[2]), learners),
-        attempts=PTABLE.perturb(counts.attempts, counts.keys[3]),
+        completions=min(part(counts.completions, counts.keys[1]), learners),
+        passed=min(part(counts.passed, counts.keys[2]), learners),
+        attempts=part(counts.attempts, counts.keys[3]),
         keys=counts.keys,
     )
 

@@ -76,14 +76,41 @@ class Published(NamedTuple):
     withheld: bool
 
 
-def perturb(cell: Cell, unit: str = "percent") -> Published:
+MIX: Final = 131  # odd: (k + 131·j) mod 256 stays uniform whatever k is
+
+
+def part_key(key: int, whole_key: int) -> int:
+    """The key a part of a cell (a numerator) draws its noise with: its own contributors'
+    key mixed with the whole's (the denominator's). A household that joins the denominator
+    but not the numerator still changes the numerator's noise, so a numerator that did not
+    move tells nothing about the household's answers."""
+    return (key + MIX * whole_key) % KEY_SPACE
+
+
+def no_small_count(count: int) -> int:
+    """A scaled noise can land on 1..js, which the table never publishes: move it to the
+    nearer of 0 and js + 1."""
+    if count <= 0:
+        return 0
+    if count <= PTABLE.js:
+        return 0 if count * 2 <= PTABLE.js + 1 else PTABLE.js + 1
+    return count
+
+
+def perturb(cell: Cell, unit: str = "percent", *, whole_numerator: bool = False) -> Published:
+    """``whole_numerator``: the numerator is a cell published elsewhere on its own (the
+    surveyed households of coverage are the household indicators' denominator), so it keeps
+    its own key and shows the same value everywhere."""
     numerator, denominator, numerator_key, denominator_key = cell
     shown_denominator = PTABLE.perturb(denominator, denominator_key)
-    if unit == "ratio":
+    key = numerator_key if whole_numerator else part_key(numerator_key, denominator_key)
+    if shown_denominator == 0:
+        shown_numerator = 0  # an empty-looking cell looks empty through and through
+    elif unit == "ratio":
         scale = max(1, round(numerator / denominator)) if denominator > 0 else 1
-        shown_numerator = max(0, numerator + scale * PTABLE.noise(numerator, numerator_key))
+        shown_numerator = no_small_count(numerator + scale * PTABLE.noise(numerator, key))
     else:
-        shown_numerator = min(PTABLE.perturb(numerator, numerator_key), shown_denominator)
+        shown_numerator = min(PTABLE.perturb(numerator, key), shown_denominator)
     return Published(shown_numerator, shown_denominator, 0 < shown_denominator < MIN_DENOMINATOR)
 
 
@@ -91,6 +118,10 @@ def exact(cell: Cell) -> Published:
     return Published(cell[0], cell[1], False)
 
 
-def published(cell: Cell, unit: str, *, exact_view: bool) -> Published:
+def published(
+    cell: Cell, unit: str, *, exact_view: bool, whole_numerator: bool = False
+) -> Published:
     """The cell as this caller may see it: exact in their own ward, else perturbed."""
-    return exact(cell) if exact_view else perturb(cell, unit)
+    if exact_view:
+        return exact(cell)
+    return perturb(cell, unit, whole_numerator=whole_numerator)
