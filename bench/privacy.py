@@ -284,6 +284,38 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
+def near_full(draws: int = 20_000) -> str:
+    """Rates near 100 %, which the bench data has none of: a ward whose true rate is p of
+    ``d`` households, its cell keys drawn at random (record keys are uniform, so cell keys
+    are), published by ``perturb``. A numerator equal to its denominator has the same
+    contributors, so the same key sum."""
+    rng = random.Random(100)
+    rates = (1.0, 0.99, 0.95, 0.8)
+    header = ["households", *(f"true {100 * p:g} %: mean error; shown as 100 %" for p in rates)]
+    rows = []
+    for size in (50, 100, 300, 1_000, 5_000):
+        row = [f"{size:,}"]
+        for rate in rates:
+            numerator = round(rate * size)
+            if numerator == size and rate < 1:
+                row.append("–")  # not a distinct rate at this size
+                continue
+            errors, full = [], 0
+            for _ in range(draws):
+                denominator_key = rng.randrange(1 << 20)
+                same = numerator == size  # the same households: the same key sum
+                numerator_key = denominator_key if same else rng.randrange(1 << 20)
+                shown = perturb((numerator, size, numerator_key, denominator_key))
+                if shown.withheld or shown.denominator <= 0:
+                    continue
+                value = shown.numerator / shown.denominator
+                errors.append(100 * (value - numerator / size))
+                full += value >= 1
+            row.append(f"{statistics.fmean(errors):+.3f} pp; {100 * full / len(errors):.0f} %")
+        rows.append(row)
+    return markdown(header, rows)
+
+
 @dataclass
 class Utility:
     tallies: dict[Key, Tally]
@@ -439,6 +471,8 @@ class Utility:
             self.by_band(),
             "### Bias: mean signed error (pp) ± 3 standard errors, every dataset and period",
             self.bias(),
+            "### Rates near 100 % (synthetic cells, random keys)",
+            near_full(),
             "### Goals",
             *(
                 f"- {'MET' if met else 'NOT MET'}: {goal}; {detail}"
