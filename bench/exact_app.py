@@ -8,7 +8,7 @@ it like the real app (``bench.env.serve(..., app="bench.exact_app:app")``) with
 - ``exact``: every published count is the true count. ``api.stats.disclosure.perturb``
   (which ``published`` calls for every protected view) and its import in
   ``api.stats.exports`` return the exact cell, and the learning counts are not perturbed
-  (``api.stats.cards._protected_counts``). What is left is the exact path of a ward's own
+  (``api.stats.cards.perturbed_learning``). What is left is the exact path of a ward's own
   view, for every view.
 - ``keyless``: the counters' SQL computes no record keys. ``api.stats.catalog``'s
   HOUSEHOLD_KEY and PERSON_KEY become a constant 0 before the app builds its Catalog (it is
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from api.queries.modules import LearningCounts
-from api.stats import cards, catalog, disclosure, exports
+from api.stats import cards, catalog, disclosure, exports, sums
 from api.stats.counters import Cell
 
 VARIANT_ENV = "CDS_BENCH_VARIANT"
@@ -38,14 +38,15 @@ def exact_counts(cell: Cell, unit: str = "percent", **options: object) -> disclo
     return disclosure.exact(cell)  # whatever options perturb takes
 
 
-def exact_learning(counts: LearningCounts) -> LearningCounts | None:
+def exact_learning(counts: LearningCounts) -> LearningCounts:
     return counts
 
 
 def patch_exact() -> None:
     disclosure.perturb = exact_counts
     exports.perturb = exact_counts  # imported by name
-    cards._protected_counts = exact_learning
+    sums._TABLE = [0] * len(sums._TABLE)  # parents: their wards' exact cells added up
+    cards.perturbed_learning = exact_learning
 
 
 def patch_keyless() -> None:

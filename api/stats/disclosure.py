@@ -52,6 +52,10 @@ class Ptable:
         if any(len(noise) != KEY_SPACE for noise in self._noise):
             raise ValueError("every ptable row has one noise per cell key")
 
+    @property
+    def rows(self) -> list[list[int]]:
+        return self._noise
+
     def noise(self, count: int, key: int) -> int:
         if count <= 0:
             return 0
@@ -107,7 +111,8 @@ def perturb(cell: Cell, unit: str = "percent", *, whole_numerator: bool = False)
     if shown_denominator == 0:
         shown_numerator = 0  # an empty-looking cell looks empty through and through
     elif unit == "ratio":
-        scale = max(1, round(numerator / denominator)) if denominator > 0 else 1
+        # the mean per unit rounded half up, in integers (api/stats/sums.py does the same in SQL)
+        scale = max(1, (2 * numerator + denominator) // (2 * denominator)) if denominator > 0 else 1
         shown_numerator = no_small_count(numerator + scale * PTABLE.noise(numerator, key))
     else:
         shown_numerator = min(PTABLE.perturb(numerator, key), shown_denominator)

@@ -25,12 +25,13 @@ from xlsxwriter import Workbook
 
 from api.i18n import FORMAT_LOCALES, N_, format_number, format_rate, translate
 from api.stats import counters as q
-from api.stats.cards import cumulate, nearest_target, total
+from api.stats.cards import cumulate, figures_at, nearest_target, units_of
 from api.stats.catalog import Catalog
 from api.stats.counters import EMPTY
 from api.stats.disclosure import REASONS, WITHHELD, Published, perturb
 from api.stats.periods import EXPORT_MONTHS, add_months, month_start
 from api.stats.places import Place, Places
+from api.stats.sums import NOTHING
 from schemas.stats import Indicator
 
 HEADERS: Final = (
@@ -254,6 +255,25 @@ async def _area_rows(
                 )
 
 
+async def _parent_rows(
+    conn: asyncpg.Connection,
+    catalog: Catalog,
+    place: Place,
+    ends: list[date],
+    chain: list[int],
+) -> AsyncIterator[ExportRow]:
+    """Rows of a province or the nation: its wards' perturbed cells added up (see
+    ``api.stats.sums``), like its card."""
+    units = units_of(catalog)
+    figures = await figures_at(conn, place, ends, units, exact=False)
+    targets = {year: await q.targets(conn, chain, year) for year in sorted({e.year for e in ends})}
+    for index, end in enumerate(ends):
+        for indicator in catalog.indicators:
+            shown = figures.get(indicator.code, [NOTHING] * len(ends))[index]
+            target = nearest_target(targets[end.year], chain, indicator.code)
+            yield ExportRow(end, place, indicator, shown, target)
+
+
 async def export_rows(
     conn: asyncpg.Connection, catalog: Catalog, places: Places, place: Place, now: date
 ) -> AsyncIterator[ExportRow]:
@@ -262,29 +282,18 @@ async def export_rows(
     Memory holds one province's wards at a time, whatever the size of the country.
     """
     ends = [add_months(month_start(now), -back) for back in range(EXPORT_MONTHS - 1, -1, -1)]
-    provinces = await places.children(conn, None)
-    province_ids = [p.id for p in provinces if p.id is not None]
     if place.level == "nation":
-        deltas = await q.monthly_deltas(conn, province_ids, ends[-1])
-        by_key = cumulate(deltas, ends)
-        targets = {year: await q.targets(conn, [q.NATION], year) for year in {e.year for e in ends}}
-        for index, end in enumerate(ends):
-            for indicator in catalog.indicators:
-                cell = total(
-                    {indicator.code: by_key.get((pid, indicator.code), [EMPTY] * len(ends))[index]}
-                    for pid in province_ids
-                ).get(indicator.code, EMPTY)
-                target = nearest_target(targets[end.year], [q.NATION], indicator.code)
-                yield ExportRow(end, place, indicator, perturb(cell, indicator.unit), target)
+        async for row in _parent_rows(conn, catalog, place, ends, [q.NATION]):
+            yield row
     if place.level == "ward":
         assert place.parent_id is not None
         async for row in _area_rows(conn, catalog, [place], ends, [place.parent_id, q.NATION]):
             yield row
         return
-    shown = provinces if place.level == "nation" else [place]
+    shown = await places.children(conn, None) if place.level == "nation" else [place]
     for province in shown:
         assert province.id is not None
-        async for row in _area_rows(conn, catalog, [province], ends, [q.NATION]):
+        async for row in _parent_rows(conn, catalog, province, ends, province.chain):
             yield row
         wards = await places.children(conn, province.id)
         async for row in _area_rows(conn, catalog, wards, ends, [province.id, q.NATION]):
