@@ -1,9 +1,9 @@
 """Statistics from the counters: cards, children tables and series.
 
-Reading never scans households: a ward card reads its own counters, a province card its
-province's, the nation sums its provinces. Views other than a ward official's or team
-member's own ward are protected cell by cell (``api.stats.disclosure``), so no view needs
-its siblings' counters.
+Reading never scans households: a ward card reads its own counters; a province card its
+wards' counters, perturbed one by one and added up in one SQL statement (``api.stats.sums``);
+the nation every ward's the same way. Views other than a ward official's or team member's
+own ward are protected (``api.stats.disclosure``).
 """
 
 from __future__ import annotations

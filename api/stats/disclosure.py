@@ -11,8 +11,10 @@ cell key. So:
   language, export and process: asking again averages nothing away;
 - adding, editing or deleting one household changes the cell key and draws fresh noise:
   reading a figure before and after a visit does not reveal the household's answers;
-- a parent's noise is not the sum of its children's: subtracting published children from a
-  published parent recovers nothing exactly, so no complementary cells need hiding;
+- cells are perturbed ward by ward; a province and the nation publish their wards' perturbed
+  cells added up (``api.stats.sums``), so subtracting published children from a published
+  parent leaves only other children's own perturbed figures, and no complementary cells
+  need hiding;
 - no perturbed count lies between 1 and the table's ``js``, and none is negative.
 
 Rates are computed from the perturbed numerator and denominator (the numerator capped at
