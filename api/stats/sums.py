@@ -72,28 +72,38 @@ WITH cells AS (
     GROUP BY parent_id, area_id, measure
 ){_PERTURB_AND_ADD}"""
 
-# Each ward's counters as of each month in $5 (ascending month starts): the monthly changes
-# are put in the bucket of the first point they count in, then added up point by point.
+# Each ward's counters as of each month in $5 (ascending month starts): today's counters minus
+# the changes of the months after each point. Only the months after the first point are
+# read (a card's forecast looks 6 months back), not the wards' whole history. A change of
+# month M is put in bucket b = the number of points before M, and is taken off points 1..b.
 # $6: one measure, or NULL for all.
 AT_SQL: Final = f"""
-WITH bucketed AS (
-    SELECT w.province_id, d.area_id, d.measure, width_bucket(d.month - 1, $5::date[]) + 1 AS i,
-           sum(d.numerator) AS n, sum(d.denominator) AS d,
-           sum(d.numerator_key) AS nk, sum(d.denominator_key) AS dk
+WITH today AS (
+    SELECT parent_id AS province_id, area_id, measure,
+           sum(numerator)::bigint AS n, sum(denominator)::bigint AS d,
+           sum(numerator_key)::bigint AS nk, sum(denominator_key)::bigint AS dk
+    FROM stat_current
+    WHERE parent_id IS NOT NULL AND ($4::int[] IS NULL OR parent_id = ANY($4::int[]))
+      AND ($6::text IS NULL OR measure = $6)
+    GROUP BY parent_id, area_id, measure
+), later AS (
+    SELECT d.area_id, d.measure, width_bucket(d.month - 1, $5::date[]) AS b,
+           sum(d.numerator)::bigint AS n, sum(d.denominator)::bigint AS d,
+           sum(d.numerator_key)::bigint AS nk, sum(d.denominator_key)::bigint AS dk
     FROM stat_delta d JOIN area w ON w.id = d.area_id
     WHERE w.level = 'ward' AND ($4::int[] IS NULL OR w.province_id = ANY($4::int[]))
-      AND d.month <= ($5::date[])[cardinality($5::date[])] AND ($6::text IS NULL OR d.measure = $6)
-    GROUP BY 1, 2, 3, 4
+      AND d.month > ($5::date[])[1] AND ($6::text IS NULL OR d.measure = $6)
+    GROUP BY 1, 2, 3
 ), cells AS (
-    SELECT g.province_id, g.measure, p.i,
-           (sum(coalesce(b.n, 0)) OVER running)::bigint AS n,
-           (sum(coalesce(b.d, 0)) OVER running)::bigint AS d,
-           (sum(coalesce(b.nk, 0)) OVER running)::bigint AS nk,
-           (sum(coalesce(b.dk, 0)) OVER running)::bigint AS dk
-    FROM (SELECT DISTINCT province_id, area_id, measure FROM bucketed) g
+    SELECT t.province_id, t.measure, p.i,
+           t.n - (sum(coalesce(l.n, 0)) OVER after)::bigint AS n,
+           t.d - (sum(coalesce(l.d, 0)) OVER after)::bigint AS d,
+           t.nk - (sum(coalesce(l.nk, 0)) OVER after)::bigint AS nk,
+           t.dk - (sum(coalesce(l.dk, 0)) OVER after)::bigint AS dk
+    FROM today t
     CROSS JOIN generate_series(1, cardinality($5::date[])) AS p(i)
-    LEFT JOIN bucketed b ON (b.area_id, b.measure, b.i) = (g.area_id, g.measure, p.i)
-    WINDOW running AS (PARTITION BY g.area_id, g.measure ORDER BY p.i)
+    LEFT JOIN later l ON (l.area_id, l.measure, l.b) = (t.area_id, t.measure, p.i)
+    WINDOW after AS (PARTITION BY t.area_id, t.measure ORDER BY p.i DESC)
 ){_PERTURB_AND_ADD}"""
 
 
