@@ -66,7 +66,7 @@ async def exact_now(
     """The provinces' own counters (one row per measure and shard each)."""
     ids = await _province_ids(conn, province_ids)
     cells, _ = await counters.current_with_targets(conn, ids, [], 0)
-    return {pid: {m: disclosure.exact(c) for m, c in cells[pid].items()} for pid in ids}
+    return {pid: {m: disclosure.Counts(c[0], c[1]) for m, c in cells[pid].items()} for pid in ids}
 
 
 async def exact_at(
@@ -75,12 +75,12 @@ async def exact_at(
     ends: list[date],
     ratios: object,
     measure: str | None = None,
-) -> dict[int, dict[str, list[disclosure.Published]]]:
+) -> dict[int, sums.PointSums]:
     ids = await _province_ids(conn, province_ids)
     deltas = await counters.monthly_deltas(conn, ids, ends[-1], measure)
-    found: dict[int, dict[str, list[disclosure.Published]]] = {pid: {} for pid in ids}
+    found: dict[int, sums.PointSums] = {pid: {} for pid in ids}
     for (pid, code), cells in cards.cumulate(deltas, ends).items():
-        found[pid][code] = [disclosure.exact(cell) for cell in cells]
+        found[pid][code] = [disclosure.Counts(cell[0], cell[1]) for cell in cells]
     return found
 
 

@@ -41,7 +41,7 @@ from api.db import connect
 from api.stats.cards import coverage_of, cumulate, ward_figure
 from api.stats.catalog import COVERAGE, Catalog, history_sql, load_catalog
 from api.stats.counters import EMPTY, Cell, MonthlyDelta, monthly_deltas
-from api.stats.disclosure import MIN_DENOMINATOR, Published, exact, perturb
+from api.stats.disclosure import Counts, Published, contribution, displayed, exact, perturb
 from api.stats.keys import record_keys
 from api.stats.periods import EXPORT_MONTHS, add_months, month_start, today
 from bench import Result
@@ -252,8 +252,9 @@ def evaluate(
         sums_ = added.setdefault((province_of[area_id], measure), [(0, 0)] * len(cells))
         for index, cell in enumerate(cells):
             shown = shown_cell(cell, measure, units[measure])
+            part = contribution(cell, units[measure], whole_numerator=measure == COVERAGE)
             n, d = sums_[index]
-            sums_[index] = (n + shown.numerator, d + shown.denominator)
+            sums_[index] = (n + part.numerator, d + part.denominator)
             tally = Tally()
             tally.add_shown(cell, shown)
             by_key[(dataset, "ward", "current" if index == 0 else "monthly", measure)].merge(tally)
@@ -264,7 +265,7 @@ def evaluate(
         for index, cell in enumerate(cells):
             n, d = added.get((area_id, measure), [(0, 0)] * len(cells))[index]
             tally = Tally()
-            tally.add_shown(cell, Published(n, d, 0 < d < MIN_DENOMINATOR))
+            tally.add_shown(cell, displayed(Counts(n, d), units[measure]))
             when = "current" if index == 0 else "monthly"
             by_key[(dataset, "province", when, measure)].merge(tally)
     return by_key, by_band
@@ -611,8 +612,9 @@ async def _check_variants(
         cell = table[(area_id, code)][0]
         wards = [cells[0] for (ward, measure), cells in table.items()
                  if measure == code and province_of.get(ward) == area_id]  # fmt: skip
-        parts = [shown_cell(ward_cell, code, shown["unit"]) for ward_cell in wards]
-        expected = (sum(p.numerator for p in parts), sum(p.denominator for p in parts))
+        parts = [contribution(ward_cell, shown["unit"]) for ward_cell in wards]
+        added = Counts(sum(p.numerator for p in parts), sum(p.denominator for p in parts))
+        expected = displayed(added, shown["unit"])[:2]
         if (shown["numerator"], shown["denominator"]) != expected:
             raise RuntimeError(f"the API shows {code} {shown}, its wards add up to {expected}")
         perturbed += expected != cell[:2]

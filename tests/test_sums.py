@@ -12,7 +12,7 @@ import pytest
 from api.stats import sums
 from api.stats.catalog import COVERAGE
 from api.stats.counters import Cell
-from api.stats.disclosure import MIN_DENOMINATOR, perturb
+from api.stats.disclosure import Counts, contribution, displayed, perturb
 
 pytestmark = pytest.mark.anyio
 
@@ -70,20 +70,23 @@ async def test_sql_and_python_perturb_and_add_alike(db: asyncpg.Connection) -> N
                        VALUES ($1, $2, $3, $4, $5, $6, $7)""",
                     ward["id"], province_id, measure, *running,
                 )  # fmt: skip
-                shown = perturb(running, unit, whole_numerator=measure == COVERAGE)
+                shown = contribution(running, unit, whole_numerator=measure == COVERAGE)
+                # one ward alone, displayed, is what its own card shows
+                assert displayed(shown, unit) == perturb(
+                    running, unit, whole_numerator=measure == COVERAGE
+                )
                 n, d = expected[province_id].get(measure, (0, 0))
                 expected[province_id][measure] = (n + shown.numerator, d + shown.denominator)
                 sums_at = expected_at.setdefault((province_id, measure), [(0, 0)] * len(months))
                 for index, point in enumerate(points):
-                    seen = perturb(point, unit, whole_numerator=measure == COVERAGE)
+                    seen = contribution(point, unit, whole_numerator=measure == COVERAGE)
                     n, d = sums_at[index]
                     sums_at[index] = (n + seen.numerator, d + seen.denominator)
     ratios = [m for m, unit in MEASURES.items() if unit == "ratio"]
     found = await sums.now(db, province_ids, ratios)
     for province_id in province_ids:
         for measure in MEASURES:
-            n, d = expected[province_id][measure]
-            assert found[province_id][measure] == (n, d, 0 < d < MIN_DENOMINATOR)
+            assert found[province_id][measure] == Counts(*expected[province_id][measure])
     everywhere = await sums.now(db, None, ratios)
     assert sums.nation(everywhere) == sums.nation(found)
     for picked in ([1, 3, 5], [0, 2], [4], [0, 1, 2, 3, 4, 5]):  # changes after the last too

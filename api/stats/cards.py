@@ -91,9 +91,8 @@ async def figures_at(
     if place.level != "ward":
         provinces = None if place.id is None else [place.id]
         found = await sums.at(conn, provinces, ends, ratios(units), measure)
-        if place.id is None:
-            return sums.nation_at(found)
-        return found.get(place.id, {})
+        added = sums.nation_at(found) if place.id is None else found.get(place.id, {})
+        return sums.display_at(added, ratios(units))
     assert place.id is not None
     deltas = await q.monthly_deltas(conn, [place.id], ends[-1], measure)
     return {
@@ -115,9 +114,8 @@ async def figures_now(
         provinces = None if place.id is None else [place.id]
         by_province = await sums.now(conn, provinces, ratios(units))
         targets = await q.targets(conn, place.chain, period.year)
-        if place.id is None:
-            return sums.nation(by_province), targets
-        return by_province.get(place.id, {}), targets
+        added = sums.nation(by_province) if place.id is None else by_province.get(place.id, {})
+        return sums.display(added, ratios(units)), targets
     assert place.id is not None
     cells, targets = await q.current_with_targets(conn, [place.id], place.chain, period.year)
     return {
@@ -244,19 +242,18 @@ async def card(
 def perturbed_learning(counts: LearningCounts) -> LearningCounts:
     """One ward's learning counts (of a module) perturbed, each by its own cell key mixed
     with the learners' (a learner who is counted in one but not another still moves both).
-    Areas above a ward, and competence rows, add these up: like indicators, they are sums
-    of perturbed cells, so no difference of published rows recovers a true count."""
-    learners = PTABLE.perturb(counts.learners, counts.keys[0])
-    if learners == 0:  # nobody, as far as anyone can tell: every count says so
-        return LearningCounts(0, 0, 0, 0, NO_KEYS)
+    Areas above a ward, and competence rows, add these up before the display rules
+    (``_shown``): like indicators, they are sums of perturbed cells, so no difference of
+    published rows recovers a true count, and the noise's zero mean keeps the sums
+    unbiased."""
 
     def part(count: int, key: int) -> int:
         return PTABLE.perturb(count, part_key(key, counts.keys[0]))
 
     return LearningCounts(
-        learners=learners,
-        completions=min(part(counts.completions, counts.keys[1]), learners),
-        passed=min(part(counts.passed, counts.keys[2]), learners),
+        learners=PTABLE.perturb(counts.learners, counts.keys[0]),
+        completions=part(counts.completions, counts.keys[1]),
+        passed=part(counts.passed, counts.keys[2]),
         attempts=part(counts.attempts, counts.keys[3]),
         keys=NO_KEYS,
     )
@@ -266,8 +263,23 @@ NO_KEYS = (0, 0, 0, 0)
 
 
 def _shown(counts: LearningCounts, *, exact: bool) -> LearningCounts | None:
-    """None when a protected row has too few learners to be shown."""
-    return None if not exact and 0 < counts.learners < MIN_DENOMINATOR else counts
+    """A row as published: exact, or (protected) withheld when it has 1 to 9 learners,
+    all zeros when it has none (nobody, as far as anyone can tell: every count says so),
+    completions and passes never above the learners."""
+    if exact:
+        return counts
+    learners = counts.learners
+    if 0 < learners < MIN_DENOMINATOR:
+        return None
+    if learners <= 0:
+        return LearningCounts(0, 0, 0, 0, NO_KEYS)
+    return LearningCounts(
+        learners,
+        max(0, min(counts.completions, learners)),
+        max(0, min(counts.passed, learners)),
+        max(0, counts.attempts),
+        NO_KEYS,
+    )
 
 
 def learning_view(summary: LearningSummary, *, exact: bool) -> Learning:
@@ -363,13 +375,19 @@ async def children(
     ends = window_ends(end)
     if place.level == "nation":  # provinces: sums of their wards
         if period.end is None:
-            now = await sums.now(conn, None, ratios(units))
+            added = await sums.now(conn, None, ratios(units))
         else:
-            now = {
+            added = {
                 pid: {code: points[0] for code, points in cells.items()}
                 for pid, cells in (await sums.at(conn, None, [end], ratios(units))).items()
             }
-        history = await sums.at(conn, None, ends, ratios(units), indicator.code)
+        now = {pid: sums.display(cells, ratios(units)) for pid, cells in added.items()}
+        history = {
+            pid: sums.display_at(cells, ratios(units))
+            for pid, cells in (
+                await sums.at(conn, None, ends, ratios(units), indicator.code)
+            ).items()
+        }
         found = await q.targets(conn, ids + place.chain, period.year)
     else:  # wards: each perturbed on its own
         found_cells, found = await cells_at(conn, ids, period, ids + place.chain)

@@ -1,17 +1,23 @@
-"""Figures above a ward: the sums of their wards' published cells.
+"""Figures above a ward: the sums of their wards' perturbed counts.
 
 A province's (or the nation's) published count is not its own true count perturbed once: it
-is the sum of its wards' perturbed counts, withheld wards included. So a published parent
-minus its published children leaves exactly the children's own perturbed counts — the same
-figure however often the parent changes — and averaging a changing parent over many
-readings (a monthly series, a card read after every visit) converges on nothing the
-children do not already show. A parent perturbed on its own drew fresh noise every time its
-contributors changed, and the mean of "parent − children" over 24 months gave the hidden
-child's true count (tests/test_privacy_attacks.py measured 10-15 of 15).
+is the sum of its wards' perturbed counts (``disclosure.contribution``, withheld wards
+included), with the display rules applied once to the sum. So a published parent minus its
+published children leaves the other children's own perturbed counts — the same figure
+however often the parent changes — and averaging a changing parent over many readings (a
+monthly series, a card read after every visit) converges on nothing the children do not
+already show. A parent perturbed on its own drew fresh noise every time its contributors
+changed, and the mean of "parent − children" over 24 months gave a quiet hidden child's
+true count (tests/test_privacy_attacks.py measured 10-15 of 15).
 
-The perturbation of the wards runs in SQL beside the counters, with the same table and the
-same rules as :func:`api.stats.disclosure.perturb` (a test holds the two equal), so a
-province reads its wards' counters in one statement instead of shipping them to Python.
+The wards' counts are added before the display rules (a zero base zeroes its row; a
+numerator never above its denominator): the table's noise has mean zero, so the sums are
+unbiased however small the wards, where sums of displayed small cells lost most of their
+numerators (a province of 50-household wards was 49 pp low at its first month ends).
+
+The perturbation runs in SQL beside the counters, with the same table and the same rules as
+:func:`api.stats.disclosure.contribution` (a test holds the two equal), so a province reads
+its wards' counters in one statement instead of shipping them to Python.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Final
 import asyncpg
 
 from api.stats.catalog import COVERAGE
-from api.stats.disclosure import KEY_SPACE, MIN_DENOMINATOR, MIX, PTABLE, Published
+from api.stats.disclosure import KEY_SPACE, MIX, PTABLE, Counts, Published, displayed
 
 # The whole table as one array parameter: index (row · 256 + key) + 1.
 _TABLE: Final = [noise for row in PTABLE.rows for noise in row]
@@ -39,25 +45,18 @@ def _noise(count: str, key: str) -> str:
 
 
 # The wards' cells ``cells(province_id, measure, i, n, d, nk, dk)`` perturbed one by one as
-# disclosure.perturb does, then added up per province, measure and point ``i``.
-# $2: the measures that are ratios; $3: the coverage measure (its numerator keeps its key).
+# ``disclosure.contribution`` does (before the display rules), then added up per province,
+# measure and point ``i``. $2: the measures that are ratios; $3: the coverage measure (its
+# numerator keeps its own key).
 _PERTURB_AND_ADD: Final = f"""
-SELECT c.province_id, c.measure, c.i, sum(
-         CASE WHEN s.shown_d = 0 THEN 0
-              WHEN c.measure = ANY($2::text[]) THEN
-                CASE WHEN r.scaled <= 0 THEN 0
-                     WHEN r.scaled <= {PTABLE.js} THEN
-                       CASE WHEN 2 * r.scaled <= {PTABLE.js + 1} THEN 0 ELSE {PTABLE.js + 1} END
-                     ELSE r.scaled END
-              ELSE least(c.n + r.noise, s.shown_d) END)::bigint,
-       sum(s.shown_d)::bigint
+SELECT c.province_id, c.measure, c.i,
+       sum(c.n + CASE WHEN c.measure = ANY($2::text[]) THEN s.scale ELSE 1 END
+                 * {_noise("c.n", "s.k")})::bigint,
+       sum(c.d + {_noise("c.d", "c.dk")})::bigint
 FROM cells c,
-LATERAL (SELECT c.d + {_noise("c.d", "c.dk")} AS shown_d,
-                CASE WHEN c.measure = $3 THEN c.nk ELSE c.nk + {MIX} * c.dk END AS k,
+LATERAL (SELECT CASE WHEN c.measure = $3 THEN c.nk ELSE c.nk + {MIX} * c.dk END AS k,
                 CASE WHEN c.d > 0 THEN greatest(1, (2 * c.n + c.d) / (2 * c.d)) ELSE 1 END
-                  AS scale) s,
-LATERAL (SELECT {_noise("c.n", "s.k")} AS noise) z,
-LATERAL (SELECT c.n + s.scale * z.noise AS scaled, z.noise) r
+                  AS scale) s
 GROUP BY c.province_id, c.measure, c.i
 """
 
@@ -107,36 +106,41 @@ WITH today AS (
 ){_PERTURB_AND_ADD}"""
 
 
-def shown(numerator: int, denominator: int) -> Published:
-    """A parent's figure from its wards' published counts: withheld like any cell when the
-    (summed) denominator is small."""
-    return Published(numerator, denominator, 0 < denominator < MIN_DENOMINATOR)
+Sums = dict[str, Counts]  # measure → its wards' perturbed counts added up
+ByProvince = dict[int, Sums]
+NOTHING: Final = Published(0, 0, False)
 
 
-NOTHING: Final = shown(0, 0)
-
-ByProvince = dict[int, dict[str, Published]]
-
-
-def nation(by_province: ByProvince) -> dict[str, Published]:
-    """The nation's figures: its provinces' added up (they are already sums of wards)."""
-    added: dict[str, tuple[int, int]] = {}
+def nation(by_province: ByProvince) -> Sums:
+    """The nation's sums: its provinces' added up (they are already sums of wards)."""
+    added: dict[str, Counts] = {}
     for cells in by_province.values():
         for measure, cell in cells.items():
             n, d = added.get(measure, (0, 0))
-            added[measure] = (n + cell.numerator, d + cell.denominator)
-    return {measure: shown(n, d) for measure, (n, d) in added.items()}
+            added[measure] = Counts(n + cell.numerator, d + cell.denominator)
+    return added
+
+
+def display(found: Sums, ratios: Sequence[str]) -> dict[str, Published]:
+    """Sums as published: the display rules applied once, to the whole."""
+    return {
+        measure: displayed(counts, "ratio" if measure in ratios else "percent")
+        for measure, counts in found.items()
+    }
 
 
 async def now(
     conn: asyncpg.Connection, province_ids: list[int] | None, ratios: Sequence[str]
 ) -> ByProvince:
-    """Today's published figures of these provinces (None: every province), by measure."""
+    """Today's sums of these provinces' wards (None: every province), by measure."""
     rows = await conn.fetch(NOW_SQL, _TABLE, list(ratios), COVERAGE, province_ids)
     found: ByProvince = {pid: {} for pid in province_ids or []}
     for province_id, measure, _, numerator, denominator in rows:
-        found.setdefault(province_id, {})[measure] = shown(numerator, denominator)
+        found.setdefault(province_id, {})[measure] = Counts(numerator, denominator)
     return found
+
+
+PointSums = dict[str, list[Counts]]  # measure → sums at each point
 
 
 async def at(
@@ -145,23 +149,31 @@ async def at(
     ends: list[date],
     ratios: Sequence[str],
     measure: str | None = None,
-) -> dict[int, dict[str, list[Published]]]:
-    """These provinces' published figures as of the end of each month in ``ends``
-    (ascending), by province and measure: one list of ``len(ends)`` figures each."""
+) -> dict[int, PointSums]:
+    """These provinces' sums as of the end of each month in ``ends`` (ascending), by
+    province and measure: one list of ``len(ends)`` sums each."""
     rows = await conn.fetch(AT_SQL, _TABLE, list(ratios), COVERAGE, province_ids, ends, measure)
-    found: dict[int, dict[str, list[Published]]] = {pid: {} for pid in province_ids or []}
+    found: dict[int, PointSums] = {pid: {} for pid in province_ids or []}
+    zero = Counts(0, 0)
     for province_id, code, i, numerator, denominator in rows:
-        points = found.setdefault(province_id, {}).setdefault(code, [NOTHING] * len(ends))
-        points[i - 1] = shown(numerator, denominator)
+        points = found.setdefault(province_id, {}).setdefault(code, [zero] * len(ends))
+        points[i - 1] = Counts(numerator, denominator)
     return found
 
 
-def nation_at(by_province: dict[int, dict[str, list[Published]]]) -> dict[str, list[Published]]:
-    added: dict[str, list[tuple[int, int]]] = {}
+def nation_at(by_province: dict[int, PointSums]) -> PointSums:
+    added: PointSums = {}
     for cells in by_province.values():
         for measure, points in cells.items():
-            sums = added.setdefault(measure, [(0, 0)] * len(points))
+            sums = added.setdefault(measure, [Counts(0, 0)] * len(points))
             for index, cell in enumerate(points):
                 n, d = sums[index]
-                sums[index] = (n + cell.numerator, d + cell.denominator)
-    return {measure: [shown(n, d) for n, d in sums] for measure, sums in added.items()}
+                sums[index] = Counts(n + cell.numerator, d + cell.denominator)
+    return added
+
+
+def display_at(found: PointSums, ratios: Sequence[str]) -> dict[str, list[Published]]:
+    return {
+        measure: [displayed(c, "ratio" if measure in ratios else "percent") for c in points]
+        for measure, points in found.items()
+    }
