@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import date
 
@@ -97,3 +98,24 @@ async def test_sql_and_python_perturb_and_add_alike(db: asyncpg.Connection) -> N
     ends = [months[1], months[3], months[5]]
     one = await sums.at(db, province_ids, ends, ratios, "ADULT_CLOUD")
     assert {m for cells in one.values() for m in cells} == {"ADULT_CLOUD"}
+
+
+def test_what_an_empty_looking_ward_adds_to_its_province() -> None:
+    """A ward whose denominator shows 0 shows 0 throughout, but adds its perturbed numerator
+    to its province (the sums stay unbiased only so): "province minus the other wards" may
+    show that someone there holds the answer. Exact rates over every record key, for one
+    or two surveyed households (docs/privacy.md quotes them)."""
+    rates = {}
+    for households, holding in ((1, 1), (2, 1), (2, 2)):
+        revealed = 0
+        for keys in itertools.product(range(256), repeat=households):
+            cell = (holding, households, sum(keys[:holding]), sum(keys))
+            added = contribution(cell, "percent")
+            shown = perturb(cell, "percent")
+            assert shown.numerator == 0 or shown.denominator > 0
+            revealed += added.denominator == 0 and added.numerator > 0
+        rates[(households, holding)] = revealed / 256**households
+    print(rates)
+    assert rates[(1, 1)] <= 0.15
+    assert rates[(2, 1)] <= 0.13
+    assert rates[(2, 2)] <= 0.25
