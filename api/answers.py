@@ -327,6 +327,7 @@ DUPLICATE_KEY = N_("Another question already uses this key.")
 DUPLICATE_CHOICE = N_("Another choice already uses this value.")
 LATER_KEY = N_("A condition can only refer to an earlier question.")
 BAD_COUNT_FROM = N_("This must name an integer question of the household.")
+BAD_DEFAULT = N_("The default must be a valid answer to this question.")
 
 
 def check_definition(definition: SurveyDefinition) -> list[FieldError]:
@@ -347,6 +348,11 @@ def check_definition(definition: SurveyDefinition) -> list[FieldError]:
                 values = [choice.value for choice in question.choices]
                 if len(set(values)) != len(values):
                     errors.append(FieldError(f"{field}.choices", "duplicate", DUPLICATE_CHOICE))
+            if question.default is not None and (
+                isinstance(question, NoteQuestion)
+                or _checker(question)(question.default, date.today().year) is not None
+            ):
+                errors.append(FieldError(f"{field}.default", "invalid", BAD_DEFAULT))
             keys.add(question.key)
         return keys
 

@@ -41,6 +41,9 @@ class _Question(Schema):
     hint: Localized | None = None
     required: bool = True
     relevant: Condition | None = None
+    # The answer a client fills in when it re-visits a household surveyed before this
+    # question existed (a valid answer of this question); a submission must still give it.
+    default: Any = None
 
 
 class IntegerQuestion(_Question, tag="integer", tag_field="kind"):
@@ -135,6 +138,9 @@ class SurveySummary(Schema):
     title: Localized
     latest_version: int | None
     has_draft: bool
+    # None: a national survey; else the province that authors it (its wards see it).
+    province_code: str | None = None
+    closed: bool = False
 
 
 class NewSurvey(Schema):

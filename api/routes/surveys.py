@@ -16,11 +16,13 @@ from litestar.security.jwt import Token
 
 from api.answers import check_definition
 from api.auth import Principal, Role, requires_role
-from api.errors import Conflict, NotFound, ValidationFailed, problems
+from api.authoring import compat
+from api.errors import Conflict, Forbidden, NotFound, ValidationFailed, problems
 from api.i18n import N_
 from api.params import IfNoneMatch
 from api.queries import audit
 from api.queries import surveys as q
+from api.queries.submissions import survey_states
 from schemas.surveys import NewSurvey, Published, SurveyDefinition, SurveySummary, SurveyVersion
 
 AUTHORS: tuple[Role, ...] = ("admin", "province_official")
@@ -29,6 +31,28 @@ AUTHORS: tuple[Role, ...] = ("admin", "province_official")
 class SurveyNotFound(NotFound):
     code = "survey_not_found"
     default_detail = N_("No survey or survey version with this id.")
+
+
+class NationalSurvey(Forbidden):
+    code = "national_survey"
+    default_detail = N_("Only administrators change national surveys.")
+
+
+def readable(principal: Principal, province_id: int | None) -> bool:
+    """A national survey is everyone's; a province's is its officials' and its wards'."""
+    return province_id is None or principal.role == "admin" or province_id == principal.province_id
+
+
+async def lock_authored(
+    conn: asyncpg.Connection, principal: Principal, survey_id: uuid.UUID
+) -> dict[str, Any]:
+    """The survey, locked, if the caller authors it: 404 out of scope, 403 a national one."""
+    survey = await q.lock_survey(conn, survey_id)
+    if survey is None or not readable(principal, survey["province_id"]):
+        raise SurveyNotFound()
+    if principal.role != "admin" and survey["province_id"] is None:
+        raise NationalSurvey()
+    return survey
 
 
 def version_etag(survey_id: uuid.UUID, version: int) -> str:
@@ -44,8 +68,15 @@ class SurveyRoutes(Controller):
     async def list_surveys(
         self, request: Request[Principal, Token, Any], conn: NamedDependency[asyncpg.Connection]
     ) -> list[SurveySummary]:
-        """Surveys with a published version (authors also see unpublished drafts)."""
-        return await q.list_surveys(conn, with_drafts=request.user.role in AUTHORS)
+        """Surveys with a published version (authors also see unpublished drafts): the
+        national ones and the caller's province's (administrators: all)."""
+        caller = request.user
+        return await q.list_surveys(
+            conn,
+            with_drafts=caller.role in AUTHORS,
+            province_id=caller.province_id,
+            everywhere=caller.role == "admin",
+        )
 
     @get(
         "/{survey_id:uuid}/versions/{version:int}",
@@ -56,6 +87,7 @@ class SurveyRoutes(Controller):
     )
     async def get_survey_version(
         self,
+        request: Request[Principal, Token, Any],
         state: State,
         conn: NamedDependency[asyncpg.Connection],
         survey_id: FromPath[uuid.UUID],
@@ -73,6 +105,9 @@ class SurveyRoutes(Controller):
         record = found.get((survey_id, version))
         if record is None:
             raise SurveyNotFound()
+        scope = (await survey_states(conn, [survey_id]))[survey_id]
+        if not readable(request.user, scope.province_id):
+            raise SurveyNotFound()
         return Response(record.public(), headers=headers)
 
     @post("/", guards=[requires_role(*AUTHORS)], responses=problems(401, 403, 409))
@@ -82,7 +117,8 @@ class SurveyRoutes(Controller):
         conn: NamedDependency[asyncpg.Connection],
         data: JSONBody[NewSurvey],
     ) -> SurveySummary:
-        """Create a survey whose first draft is ``definition``."""
+        """Create a survey whose first draft is ``definition``: a province official's is
+        their province's (its wards see it once published), an administrator's national."""
         if errors := check_definition(data.definition):
             raise ValidationFailed(
                 [msgspec.structs.replace(e, field=f"definition.{e.field}") for e in errors]
@@ -90,7 +126,12 @@ class SurveyRoutes(Controller):
         survey_id = data.id or uuid.uuid4()
         async with conn.transaction():
             if not await q.create_survey(
-                conn, survey_id, data.code, data.definition, request.user.user_id
+                conn,
+                survey_id,
+                data.code,
+                data.definition,
+                request.user.user_id,
+                None if request.user.role == "admin" else request.user.province_id,
             ):
                 raise Conflict(N_("A survey with this id or code already exists."))
             await audit.record(
@@ -107,6 +148,7 @@ class SurveyRoutes(Controller):
             title=data.definition.title,
             latest_version=None,
             has_draft=True,
+            province_code=await q.province_code(conn, survey_id),
         )
 
     @put(
@@ -125,8 +167,7 @@ class SurveyRoutes(Controller):
         if errors := check_definition(data):
             raise ValidationFailed(errors)
         async with conn.transaction():
-            if await q.lock_survey(conn, survey_id) is None:
-                raise SurveyNotFound()
+            await lock_authored(conn, request.user, survey_id)
             await q.save_draft(conn, survey_id, data)
             await audit.record(
                 conn, "survey_draft_saved", "survey", survey_id, actor_id=request.user.user_id
@@ -141,16 +182,40 @@ class SurveyRoutes(Controller):
     async def publish_survey(
         self,
         request: Request[Principal, Token, Any],
+        state: State,
         conn: NamedDependency[asyncpg.Connection],
         survey_id: FromPath[uuid.UUID],
     ) -> Published:
-        """Freeze the draft as the next immutable version; offline clients get it at pull."""
+        """Freeze the draft as the next immutable version; offline clients get it at pull.
+
+        Refused (409, ``incompatible_draft``, one error per key) when the draft breaks what
+        stored answers or the indicators rely on: a key changes kind or level, a choice that
+        stored answers use disappears, a question becomes required without a ``default`` for
+        re-visits, or a key an indicator rule reads changes or disappears. Labels, hints and
+        new optional questions change freely."""
         async with conn.transaction():
-            survey = await q.lock_survey(conn, survey_id)
-            if survey is None:
-                raise SurveyNotFound()
+            survey = await lock_authored(conn, request.user, survey_id)
             if survey["draft"] is None:
                 raise Conflict(N_("There is no draft to publish."), code="no_draft")
+            if survey["closed_at"] is not None:
+                raise Conflict(N_("This survey is closed."), code="survey_closed")
+            previous = await q.latest_definition(conn, survey_id)
+            if previous is not None:
+                draft = msgspec.convert(survey["draft"], SurveyDefinition)
+                catalog = await state.indicators.get(conn) if survey["household_state"] else None
+                found = compat.review(
+                    previous, draft, catalog.indicators if catalog is not None else None
+                )
+                errors = found.errors
+                if found.removed_choices:
+                    used = await q.choices_in_use(conn, survey_id, found.removed_choices)
+                    errors += compat.choice_errors(used, draft)
+                if errors:
+                    raise Conflict(
+                        N_("The draft is not compatible with the published version."),
+                        errors=errors,
+                        code="incompatible_draft",
+                    )
             version = await q.publish_draft(conn, survey_id, request.user.user_id)
             await audit.record(
                 conn,
@@ -161,3 +226,34 @@ class SurveyRoutes(Controller):
                 detail={"version": version},
             )
         return Published(survey_id=survey_id, version=version)
+
+    @post(
+        "/{survey_id:uuid}/close",
+        status_code=200,
+        guards=[requires_role(*AUTHORS)],
+        responses=problems(401, 403, 404),
+    )
+    async def close_survey(
+        self,
+        request: Request[Principal, Token, Any],
+        conn: NamedDependency[asyncpg.Connection],
+        survey_id: FromPath[uuid.UUID],
+    ) -> SurveySummary:
+        """Stop new submissions to this survey (pushed items get ``rejected`` with code
+        ``survey_closed``; ``POST /submissions`` answers 409). Its versions and data stay.
+        Closing a closed survey changes nothing."""
+        async with conn.transaction():
+            survey = await lock_authored(conn, request.user, survey_id)
+            if survey["household_state"]:
+                raise Conflict(
+                    N_("The household survey the statistics read cannot be closed."),
+                    code="household_state_survey",
+                )
+            if survey["closed_at"] is None:
+                await q.close_survey(conn, survey_id, request.user.user_id)
+                await audit.record(
+                    conn, "survey_closed", "survey", survey_id, actor_id=request.user.user_id
+                )
+        found = await q.survey_summary(conn, survey_id)
+        assert found is not None  # locked and present above
+        return found

@@ -74,6 +74,7 @@ async def pull(
     found = await q.changes(
         conn,
         ward_id=caller.area_id,
+        province_id=caller.province_id,
         household_id=caller.household_id if caller.role == "resident" else None,
         low=position.low,
         high=high,
@@ -222,6 +223,10 @@ async def create_submission(
         raise Conflict(
             N_("This submission conflicts with what is stored."),
             code=errors[0].code if errors else "conflict",
+        )
+    if any(error.code == "survey_closed" for error in errors):
+        raise Conflict(
+            N_("This survey is closed: it takes no new submissions."), code="survey_closed"
         )
     if any(error.code == "household_not_found" for error in errors):
         raise NotFound(N_("No household with this id in your area."), code="household_not_found")
