@@ -3,27 +3,63 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+import anyio
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, post, put
-from litestar.datastructures import State
+from litestar.datastructures import State, UploadFile
 from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody
+from litestar.params import Body, FromPath, FromQuery, JSONBody
 from litestar.security.jwt import Token
 
 from api.answers import check_definition
 from api.auth import Principal, Role, requires_role
 from api.authoring import compat
-from api.errors import Conflict, Forbidden, NotFound, ValidationFailed, problems
-from api.i18n import N_
+from api.authoring.xlsform import InvalidWorkbook, definition_problems, import_xlsform
+from api.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+    invalid,
+    problems,
+    translate_errors,
+)
+from api.i18n import N_, negotiate
 from api.params import IfNoneMatch
 from api.queries import audit
 from api.queries import surveys as q
 from api.queries.submissions import survey_states
-from schemas.surveys import NewSurvey, Published, SurveyDefinition, SurveySummary, SurveyVersion
+from schemas.surveys import (
+    ImportedSurvey,
+    LeftOutRow,
+    NewSurvey,
+    Published,
+    SurveyDefinition,
+    SurveySummary,
+    SurveyVersion,
+)
+
+XLSFORM_LIMIT = 5_000_000  # bytes: a 1,000-question form with its choices is far smaller
+
+
+@dataclass
+class XLSFormUpload:
+    file: UploadFile  # the .xlsx workbook (survey, choices and settings sheets)
+
+
+class UnsupportedRows(ValidationFailed):
+    code = "unsupported_rows"
+    default_detail = N_(
+        "Nothing was created: some rows use what this server does not support (each is "
+        "listed in errors). Change them, or import again with partial=true to leave them out."
+    )
+
 
 AUTHORS: tuple[Role, ...] = ("admin", "province_official")
 
@@ -149,6 +185,99 @@ class SurveyRoutes(Controller):
             latest_version=None,
             has_draft=True,
             province_code=await q.province_code(conn, survey_id),
+        )
+
+    @post(
+        "/import",
+        guards=[requires_role(*AUTHORS)],
+        responses=problems(400, 401, 403, 409),
+    )
+    async def import_survey(
+        self,
+        request: Request[Principal, Token, Any],
+        conn: NamedDependency[asyncpg.Connection],
+        data: Annotated[XLSFormUpload, Body(media_type=RequestEncodingType.MULTI_PART)],
+        partial: FromQuery[bool] = False,
+    ) -> ImportedSurvey:
+        """Create a survey draft from an XLSForm (.xlsx, multipart field ``file``), read by
+        pyxform. The survey's code is the form's ``form_id``; it is the caller's province's
+        (an administrator's: national), like ``POST /surveys``.
+
+        Supported: text, integer, decimal, date, note, select_one and select_multiple with
+        the choices sheet (and ``choice_filter column=${key}``), calculate (+ - * div mod),
+        begin/end group, one begin/end repeat (the member roster), required, relevant
+        (comparisons with a number or text, and/or/not, selected()), constraint (. >= n,
+        string-length(.), regex(., '…')), default, ``label``/``hint`` in Vietnamese (vi)
+        and English (en), settings form_id, form_title, version, default_language.
+
+        Any other row, column or expression is reported per row (400 ``unsupported_rows``:
+        ``errors[].field`` is ``sheet[row].column``) and nothing is created, unless
+        ``partial=true``: then the draft leaves them out and ``leftOut`` lists them."""
+        language = negotiate(request.headers.get("accept-language"))
+        workbook = await data.file.read(XLSFORM_LIMIT + 1)
+        if len(workbook) > XLSFORM_LIMIT:
+            raise invalid(
+                "file",
+                "max_length",
+                N_("The file is larger than %(limit)s bytes."),
+                limit=XLSFORM_LIMIT,
+            )
+        try:
+            # pyxform is CPU work (a few hundred ms for a long form): off the event loop.
+            imported = await anyio.to_thread.run_sync(import_xlsform, workbook)
+        except InvalidWorkbook as exc:
+            raise invalid(
+                "file",
+                "invalid_xlsform",
+                N_("This file is not an XLSForm that can be read: %(reason)s"),
+                reason=str(exc)[:300],
+            ) from exc
+        left_out = list(imported.problems)
+        definition = imported.definition
+        if definition is not None:
+            left_out += definition_problems(imported, check_definition(definition))
+        if left_out and (
+            not partial or definition is None or len(left_out) > len(imported.problems)
+        ):
+            # Rows that refer to left-out rows cannot be left out in turn: refused as well.
+            raise UnsupportedRows([row.error() for row in left_out])
+        if definition is None:
+            raise invalid("file", "no_questions", N_("The form has no question to import."))
+        survey_id = uuid.uuid4()
+        caller = request.user
+        async with conn.transaction():
+            if not await q.create_survey(
+                conn,
+                survey_id,
+                imported.form_id,
+                definition,
+                caller.user_id,
+                None if caller.role == "admin" else caller.province_id,
+            ):
+                raise Conflict(N_("A survey with this id or code already exists."))
+            await audit.record(
+                conn,
+                "survey_imported",
+                "survey",
+                survey_id,
+                actor_id=caller.user_id,
+                detail={
+                    "code": imported.form_id,
+                    "formVersion": imported.version,
+                    "leftOut": len(left_out),
+                },
+            )
+        summary = await q.survey_summary(conn, survey_id)
+        assert summary is not None  # created above
+        messages = translate_errors(language, [row.error() for row in left_out])
+        return ImportedSurvey(
+            survey=summary,
+            form_id=imported.form_id,
+            form_version=imported.version,
+            left_out=[
+                LeftOutRow(sheet=row.sheet, row=row.row, column=row.column, message=m.message)
+                for row, m in zip(left_out, messages, strict=True)
+            ],
         )
 
     @put(
