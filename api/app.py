@@ -95,6 +95,8 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             auth.me,
             areas.AreaRoutes,
             fieldwork.FieldworkRoutes,
+            fieldwork.TeamWorkRoutes,
+            fieldwork.ReviewRoutes,
             accounts.UserRoutes,
             accounts.TeamRoutes,
             surveys.SurveyRoutes,

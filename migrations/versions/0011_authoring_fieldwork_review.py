@@ -8,6 +8,10 @@ whose officials author it; its wards see it in pull, other provinces never do.
 statistics. Any other survey (a province's campaign) keeps its own chain of submissions per
 household in ``survey_head``, so a campaign visit never replaces the household's state.
 
+``team_assignment``: a ward official gives a team member a hamlet or a single household.
+``submission_review``: a ward official's decision on a submission (``approved`` or
+``needs_fix`` with a comment); a submission without one is pending review.
+
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-11-28
@@ -38,11 +42,46 @@ def upgrade() -> None:
         submission_id uuid NOT NULL REFERENCES submission (id) DEFERRABLE INITIALLY DEFERRED,
         PRIMARY KEY (household_id, survey_id)
     );
+
+    CREATE TABLE team_assignment (
+        team_id      uuid NOT NULL REFERENCES team (id) ON DELETE CASCADE,
+        member_id    uuid NOT NULL REFERENCES app_user (id) ON DELETE CASCADE,
+        ward_id      integer NOT NULL REFERENCES area (id),
+        hamlet_id    uuid REFERENCES hamlet (id) ON DELETE CASCADE,
+        household_id uuid REFERENCES household (id) ON DELETE CASCADE,
+        assigned_by  uuid REFERENCES app_user (id) ON DELETE SET NULL,
+        assigned_at  timestamptz NOT NULL DEFAULT now(),
+        CHECK ((hamlet_id IS NULL) <> (household_id IS NULL))
+    );
+    -- Within a team, a hamlet or a household has one member.
+    CREATE UNIQUE INDEX team_assignment_hamlet ON team_assignment (team_id, hamlet_id)
+        WHERE hamlet_id IS NOT NULL;
+    CREATE UNIQUE INDEX team_assignment_household ON team_assignment (team_id, household_id)
+        WHERE household_id IS NOT NULL;
+    CREATE INDEX team_assignment_by_member ON team_assignment (member_id);
+
+    CREATE TABLE submission_review (
+        submission_id uuid PRIMARY KEY REFERENCES submission (id) ON DELETE CASCADE,
+        ward_id       integer NOT NULL,
+        status        text NOT NULL CHECK (status IN ('approved', 'needs_fix')),
+        comment       text,
+        reviewed_by   uuid REFERENCES app_user (id) ON DELETE SET NULL,
+        reviewed_at   timestamptz NOT NULL DEFAULT now()
+    );
+
+    CREATE INDEX submission_review_to_fix ON submission_review (ward_id)
+        WHERE status = 'needs_fix';
+
+    -- A team's progress reads its ward's submissions of a month.
+    CREATE INDEX submission_by_ward_time ON submission (ward_id, collected_at);
     """)
 
 
 def downgrade() -> None:
     execute_script("""
+    DROP INDEX submission_by_ward_time;
+    DROP TABLE submission_review;
+    DROP TABLE team_assignment;
     DROP TABLE survey_head;
     DROP INDEX survey_by_province;
     ALTER TABLE survey
