@@ -34,6 +34,7 @@ from api.routes import (
     surveys,
     sync,
 )
+from api.stats import closing
 from api.stats import routes as stats
 from api.stats.cardcache import CardCache
 from api.stats.catalog import CatalogCache
@@ -110,6 +111,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             residents.delete_my_household,
             stats.StatsRoutes,
             stats.set_target,
+            closing.close_period,
             modules.ModuleRoutes,
             modules.get_area_learning,
             modules.list_recommended_modules,

@@ -296,3 +296,60 @@ async def test_review_round_trip(
         (first["id"], "needs_fix"),
         (fixed["id"], "approved"),
     ]
+
+
+async def test_a_closed_month_keeps_its_figures(
+    client: Client, ward: Ward, accounts: Accounts, db: asyncpg.Connection
+) -> None:
+    homes = [await household(client, ward.a) for _ in range(3)]
+    july = "2025-07-10T09:00:00+07:00"
+    results = await push(client, ward.a, [submission(h, collected_at=july) for h in homes[:2]])
+    assert [r["status"] for r in results] == ["accepted", "accepted"]
+    card_url = f"/api/v1/stats/areas/{HAC_THANH}"
+
+    async def july_card() -> dict[str, Any]:
+        response = await client.get(
+            card_url,
+            params={"period": "2025-07"},
+            headers={**ward.official, "Accept-Language": "en"},
+        )
+        assert response.status_code == 200, response.text
+        card: dict[str, Any] = response.json()
+        return card
+
+    before = await july_card()
+    assert before["coverage"]["surveyed"] == 2
+    assert "closed" not in before or before["closed"] is None
+
+    close_url = f"/api/v1/stats/areas/{HAC_THANH}/periods/2025-07/close"
+    assert (await client.post(close_url, headers=ward.a)).status_code == 403
+    other = await accounts.headers(await accounts.create("ward_official", HAM_RONG))
+    assert (await client.post(close_url, headers=other)).status_code == 404
+    current = datetime.now(UTC) + timedelta(hours=7)
+    this_month = (
+        f"/api/v1/stats/areas/{HAC_THANH}/periods/{current.year:04d}-{current.month:02d}/close"
+    )
+    assert (await client.post(this_month, headers=ward.official)).status_code == 400
+    closed = await client.post(close_url, headers={**ward.official, "Accept-Language": "en"})
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["text"].startswith("Closed on ")
+    assert (await client.post(close_url, headers=ward.official)).status_code == 409
+
+    # A late submission collected in July: July stays as closed, August is live.
+    late = await push(client, ward.a, [submission(homes[2], collected_at=july)])
+    assert late[0]["status"] == "accepted"
+    after = await july_card()
+    assert after["coverage"] == before["coverage"]
+    assert [i["numerator"] for i in after["indicators"]] == [
+        i["numerator"] for i in before["indicators"]
+    ]
+    assert after["closed"]["text"] == closed.json()["text"]
+    august = await client.get(card_url, params={"period": "2025-08"}, headers=ward.official)
+    assert august.json()["coverage"]["surveyed"] == 3
+    assert august.json().get("closed") is None
+    vi = await client.get(
+        card_url, params={"period": "2025-07"}, headers={**ward.official, "Accept-Language": "vi"}
+    )
+    assert vi.json()["closed"]["text"].startswith("Đã chốt ngày ")
+    audited = await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'period_closed'")
+    assert audited == 1

@@ -20,6 +20,7 @@ from api.i18n import translate
 from api.queries.modules import LearningCounts, LearningSummary, VersionSource, learning_summary
 from api.stats import counters as q
 from api.stats.catalog import COVERAGE, Catalog
+from api.stats.closing import closed_month
 from api.stats.counters import EMPTY, Cell, MonthlyDelta, add
 from api.stats.disclosure import (
     MIN_DENOMINATOR,
@@ -193,6 +194,14 @@ async def card(
         area_ids = [place.id]
         found_cells, found = await cells_at(conn, [place.id], period, place.chain)
         own = found_cells.get(place.id, {})
+    # A ward's closed month keeps the counts it had when it was closed (api/stats/closing.py).
+    closed = (
+        await closed_month(conn, place.id, period.end)
+        if place.level == "ward" and place.id is not None and period.end is not None
+        else None
+    )
+    if closed is not None:
+        own = closed.cells
     end = last_month(period)
     history = await recent_cells(conn, area_ids, end)
     values = []
@@ -223,6 +232,7 @@ async def card(
             if period.end is None
             else None
         ),
+        closed=closed.public(language) if closed is not None else None,
     )
 
 

@@ -11,6 +11,9 @@ household in ``survey_head``, so a campaign visit never replaces the household's
 ``team_assignment``: a ward official gives a team member a hamlet or a single household.
 ``submission_review``: a ward official's decision on a submission (``approved`` or
 ``needs_fix`` with a comment); a submission without one is pending review.
+``period_close``: a ward's closed month, with its counters as of the month's end (measure →
+[numerator, denominator, numerator key, denominator key]); the ward's cards for that month
+read these instead of the live counters.
 
 Revision ID: 0011
 Revises: 0010
@@ -72,6 +75,16 @@ def upgrade() -> None:
     CREATE INDEX submission_review_to_fix ON submission_review (ward_id)
         WHERE status = 'needs_fix';
 
+    CREATE TABLE period_close (
+        ward_id     integer NOT NULL REFERENCES area (id),
+        province_id integer NOT NULL REFERENCES area (id),
+        month       date NOT NULL,              -- its first day
+        cells       jsonb NOT NULL,
+        closed_by   uuid REFERENCES app_user (id) ON DELETE SET NULL,
+        closed_at   timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (ward_id, month)
+    );
+
     -- A team's progress reads its ward's submissions of a month.
     CREATE INDEX submission_by_ward_time ON submission (ward_id, collected_at);
     """)
@@ -79,6 +92,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     execute_script("""
+    DROP TABLE period_close;
     DROP INDEX submission_by_ward_time;
     DROP TABLE submission_review;
     DROP TABLE team_assignment;
