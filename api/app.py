@@ -17,6 +17,8 @@ from api.auth import jwt_auth
 from api.config import Settings, jwt_secret, settings_from_env
 from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
+from api.events import delivery
+from api.events import routes as webhooks
 from api.fieldwork import routes as fieldwork
 from api.headers import security_headers
 from api.ingest import SurveyCache
@@ -98,6 +100,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             fieldwork.FieldworkRoutes,
             fieldwork.TeamWorkRoutes,
             fieldwork.ReviewRoutes,
+            webhooks.WebhookRoutes,
             accounts.UserRoutes,
             accounts.TeamRoutes,
             surveys.SurveyRoutes,
@@ -122,6 +125,18 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
         lifespan=[
             pool_lifespan(dsn, settings.pool_min, settings.pool_max),
             *([cards.lifespan(dsn)] if settings.card_cache else []),
+            *(
+                [
+                    delivery.lifespan(
+                        dsn,
+                        retry_base=settings.webhook_retry_base,
+                        pause_after=settings.webhook_pause_after,
+                        poll=settings.webhook_poll,
+                    )
+                ]
+                if settings.webhook_worker
+                else []
+            ),
         ],
         on_startup=[remember_allowed_methods],
         before_request=answer_options,
@@ -159,6 +174,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
                     name="learning",
                     description="Digital-literacy modules, quizzes, progress and statistics",
                 ),
+                Tag(name="webhooks", description="Signed events for other systems"),
                 Tag(name="operations", description="Health, readiness and metrics"),
             ],
         ),

@@ -26,6 +26,7 @@ import msgspec
 from api.answers import validate
 from api.auth import Principal
 from api.errors import FieldError, field_error, translate_errors
+from api.events import outbox
 from api.i18n import N_
 from api.queries import submissions as q
 from api.queries.surveys import VersionRecord, get_versions
@@ -158,8 +159,11 @@ async def ingest(
     principal: Principal,
     raw_items: list[Any],
     language: str,
+    *,
+    events: bool = True,
 ) -> list[ItemResult]:
-    """One result per item, in order. Accepted items are committed when this returns."""
+    """One result per item, in order. Accepted items are committed when this returns, with
+    their ``submission.accepted`` events in the outbox (unless ``events`` is off)."""
     results: list[ItemResult | None] = [None] * len(raw_items)
 
     def reject(index: int, item_id: uuid.UUID | None, errors: list[FieldError]) -> None:
@@ -200,7 +204,7 @@ async def ingest(
 
     if candidates:
         try:
-            stored = await _store_batch(conn, catalog, principal, candidates, language)
+            stored = await _store_batch(conn, catalog, principal, candidates, language, events)
         except asyncpg.PostgresError:
             # Should not happen (everything was validated), but one bad row must not
             # fail the others: store item by item.
@@ -208,7 +212,9 @@ async def ingest(
             stored = {}
             for candidate in candidates:
                 try:
-                    stored |= await _store_batch(conn, catalog, principal, [candidate], language)
+                    stored |= await _store_batch(
+                        conn, catalog, principal, [candidate], language, events
+                    )
                 except asyncpg.PostgresError:
                     reject(
                         candidate.index,
@@ -226,6 +232,7 @@ async def _store_batch(
     principal: Principal,
     candidates: list[Candidate],
     language: str,
+    events: bool,
 ) -> dict[int, ItemResult]:
     for attempt in range(3):
         try:
@@ -233,7 +240,7 @@ async def _store_batch(
                 # The statements below are the same every time and their plans do not depend
                 # on the ids; planning the counters' query costs more than running it.
                 await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                return await _store_once(conn, catalog, principal, candidates, language)
+                return await _store_once(conn, catalog, principal, candidates, language, events)
         except _Raced:
             log.info("concurrent batch stored the same ids; retry %d", attempt + 1)
     raise asyncpg.PostgresError("could not store the batch after three attempts")
@@ -245,6 +252,7 @@ async def _store_once(
     principal: Principal,
     candidates: list[Candidate],
     language: str,
+    events: bool,
 ) -> dict[int, ItemResult]:
     households = await q.lock_households(
         conn, sorted({c.submission.household_id for c in candidates})
@@ -348,6 +356,8 @@ async def _store_once(
             await q.move_heads(conn, moved)
         if moved_campaigns:
             await q.move_campaign_heads(conn, moved_campaigns)
+        if events:
+            await outbox.submissions_accepted(conn, rows)
         if state_rows:
             # The counters change in the same transaction: a card never needs a scan.
             changes = await stats.accepted_deltas(conn, catalog, state_rows)

@@ -15,6 +15,7 @@ from litestar.security.jwt import Token
 
 from api.auth import Principal, Role, requires_role
 from api.errors import FieldError, NotFound, ValidationFailed, invalid, problems
+from api.events import outbox
 from api.fieldwork import assignments as work
 from api.fieldwork import review
 from api.fieldwork import settings as ward_settings
@@ -394,6 +395,14 @@ class ReviewRoutes(Controller):
                 province_id=caller.province_id,
                 client_addr=client_addr(request),
                 detail={"status": data.status},
+            )
+            await outbox.review_decided(
+                conn,
+                submission.id,
+                submission.household_id,
+                submission.ward_id,
+                caller.province_id,
+                data.status,
             )
         return decided
 

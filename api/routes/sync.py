@@ -219,7 +219,15 @@ async def push(
         )
     language = negotiate(request.headers.get("accept-language"))
     catalog = await state.indicators.get(conn)
-    results = await ingest(conn, state.surveys, catalog, request.user, data.submissions, language)
+    results = await ingest(
+        conn,
+        state.surveys,
+        catalog,
+        request.user,
+        data.submissions,
+        language,
+        events=state.settings.outbox,
+    )
     results += await push_progress(conn, state.modules, request.user, data.progress, language)
     results += await push_attempts(conn, state.modules, request.user, data.attempts, language)
     return PushResults(results=results)
@@ -252,7 +260,9 @@ async def create_submission(
     # the request) exactly as a push item is: strictly ("1" is not a version number).
     del data
     raw = await request.json()
-    (result,) = await ingest(conn, state.surveys, catalog, request.user, [raw], language)
+    (result,) = await ingest(
+        conn, state.surveys, catalog, request.user, [raw], language, events=state.settings.outbox
+    )
     if result.status == "accepted":
         return Response(result, status_code=201)
     if result.status == "duplicate":

@@ -14,6 +14,10 @@ household in ``survey_head``, so a campaign visit never replaces the household's
 ``period_close``: a ward's closed month, with its counters as of the month's end (measure →
 [numerator, denominator, numerator key, denominator key]); the ward's cards for that month
 read these instead of the live counters.
+``outbox``: events written in the same transaction as what they report; ``webhook``: where
+they go (an administrator's: national, or one province; a province official's: their
+province), with its position in the outbox and its retry state; ``webhook_delivery``: every
+attempt (the delivery log).
 
 Revision ID: 0011
 Revises: 0010
@@ -85,6 +89,51 @@ def upgrade() -> None:
         PRIMARY KEY (ward_id, month)
     );
 
+    CREATE TABLE outbox (
+        id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id     uuid NOT NULL UNIQUE,
+        type         text NOT NULL,
+        province_id  integer,               -- NULL: national (a national target)
+        household_id uuid,
+        occurred_at  timestamptz NOT NULL DEFAULT now(),
+        body         jsonb NOT NULL,        -- never answers
+        answers      jsonb,                 -- a submission's answers and members
+        change_xid   xid8 NOT NULL DEFAULT pg_current_xact_id()
+    );
+    CREATE INDEX outbox_order ON outbox (change_xid, id);
+
+    CREATE TABLE webhook (
+        id              uuid PRIMARY KEY,
+        url             text NOT NULL,
+        secret          text NOT NULL,      -- signs the bodies (HMAC-SHA256)
+        province_id     integer REFERENCES area (id),  -- NULL: every province's events
+        include_answers boolean NOT NULL DEFAULT false,
+        created_by      uuid REFERENCES app_user (id) ON DELETE SET NULL,
+        created_at      timestamptz NOT NULL DEFAULT now(),
+        -- Delivered up to here, in (change_xid, id) order.
+        after_xid       xid8 NOT NULL DEFAULT '0',
+        after_id        bigint NOT NULL DEFAULT 0,
+        attempts        integer NOT NULL DEFAULT 0,   -- of the next event, so far
+        next_attempt_at timestamptz NOT NULL DEFAULT now(),
+        failing_since   timestamptz,
+        paused_at       timestamptz
+    );
+
+    CREATE TABLE webhook_delivery (
+        id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        webhook_id   uuid NOT NULL REFERENCES webhook (id) ON DELETE CASCADE,
+        outbox_id    bigint NOT NULL,
+        event_id     uuid NOT NULL,
+        attempt      integer NOT NULL,
+        manual       boolean NOT NULL DEFAULT false,
+        status_code  integer,
+        error        text,
+        delivered    boolean NOT NULL,
+        duration_ms  integer NOT NULL,
+        attempted_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX webhook_delivery_log ON webhook_delivery (webhook_id, id);
+
     -- A team's progress reads its ward's submissions of a month.
     CREATE INDEX submission_by_ward_time ON submission (ward_id, collected_at);
     """)
@@ -92,6 +141,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     execute_script("""
+    DROP TABLE webhook_delivery;
+    DROP TABLE webhook;
+    DROP TABLE outbox;
     DROP TABLE period_close;
     DROP INDEX submission_by_ward_time;
     DROP TABLE submission_review;
