@@ -434,6 +434,12 @@ LATER_KEY = N_("A condition can only refer to an earlier question.")
 BAD_COUNT_FROM = N_("This must name an integer question of the household.")
 BAD_DEFAULT = N_("The default must be a valid answer to this question.")
 BAD_PATTERN = N_("This is not a valid regular expression.")
+SLOW_PATTERN = N_(
+    "A repetition inside a repeated group, such as (a+)+, can take very long to check: "
+    "simplify the pattern."
+)
+# A quantified group holding a quantifier: the shape of catastrophic backtracking.
+NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,)")
 BAD_COMBINATION = N_("all, any and not combine the conditions in of (not: exactly one).")
 MISSING_KEY = N_("This condition needs a key.")
 BAD_FORMULA = N_("A formula is a number, a key, or an operation with its arguments.")
@@ -510,6 +516,8 @@ def check_definition(definition: SurveyDefinition) -> list[FieldError]:
                     errors.append(FieldError(f"{field}.pattern", "invalid", BAD_PATTERN))
                     keys.add(question.key)
                     continue
+                if NESTED_REPEAT.search(question.pattern):
+                    errors.append(FieldError(f"{field}.pattern", "invalid", SLOW_PATTERN))
             if question.default is not None and (
                 isinstance(question, NoteQuestion)
                 or _checker(question)(question.default, date.today().year) is not None

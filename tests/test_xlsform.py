@@ -140,6 +140,7 @@ EXPECTED_UNSUPPORTED = [
     ("survey[14].repeat_count", "repeat_count"),
     ("survey[16].type", "repeat inside a repeat"),
     ("survey[20].label::French (fr)", "French (fr)"),
+    ("survey[21].constraint", "(a+)+"),
     ("choices[2].image", "image"),
     ("settings[2].instance_name", "instance_name"),
 ]

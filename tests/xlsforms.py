@@ -453,6 +453,7 @@ def unsupported_form() -> bytes:
             {"type": "end repeat"},  # row 18
             {"type": "end repeat"},  # row 19
             {"type": "text", "name": "fr", "label::French (fr)": "Remarque", VI: "Ghi chú"},  # 20
+            q("text", "slow", "Chậm", "Slow", constraint="regex(., '^(a+)+$')"),  # row 21
         ],
         [
             {"list_name": "unused", "name": "A", VI: "A", "image": "a.png"},

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from lark import Token
 from pyxform.parsing.expression import parse_expression
 
+from api.answers import NESTED_REPEAT
 from api.i18n import N_
 from schemas.surveys import Condition, Formula
 
@@ -45,6 +46,8 @@ CONSTRAINT_INSTEAD = N_(
     "use . >= n and . <= n for numbers and dates, string-length(.) <= n for lengths, or "
     "regex(., 'pattern') for texts"
 )
+SLOW_REGEX = N_("a repetition inside a repeated group, such as (a+)+, is not supported")
+SLOW_REGEX_INSTEAD = N_("simplify the pattern: it could take very long to check")
 FORMULA_SHAPE = N_("this kind of calculation is not supported")
 FORMULA_INSTEAD = N_("use + - * div mod with numbers and earlier numeric answers ${key}")
 FILTER_SHAPE = N_("this kind of choice filter is not supported")
@@ -310,6 +313,8 @@ def _limit(node: Node, kind: str, limits: Limits) -> None:
                 re.compile(pattern.text)
             except re.error as exc:
                 raise Unsupported(CONSTRAINT_SHAPE, CONSTRAINT_INSTEAD) from exc
+            if NESTED_REPEAT.search(pattern.text):
+                raise Unsupported(SLOW_REGEX, SLOW_REGEX_INSTEAD)
             limits.pattern = pattern.text
             return
     if node.kind == "op" and node.text in _COMPARISONS and node.text not in ("=", "!="):
