@@ -1,9 +1,10 @@
 """Writing events to the outbox, inside the caller's transaction.
 
-An event's ``body`` never holds answers; a submission's answers and members go to the
-separate ``answers`` column, which only webhooks an administrator registered for answers
-receive. Rows carry the writing transaction's id (``change_xid``): the worker reads only
-rows below the oldest running transaction, so an event committed late is never skipped.
+An event's ``body`` never holds answers; a submission event keeps the submission's id, and
+the worker reads its answers from the submission (which never changes) only for webhooks an
+administrator registered for answers, so the outbox never copies them. Rows carry the
+writing transaction's id (``change_xid``): the worker reads only rows below the oldest
+running transaction, so an event committed late is never skipped.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ TARGET_CHANGED = "target.changed"
 async def submissions_accepted(conn: asyncpg.Connection, rows: Sequence[Any]) -> None:
     """One event per accepted submission (``rows``: api.queries.submissions.NewRow)."""
     await conn.execute(
-        """INSERT INTO outbox (event_id, type, province_id, household_id, body, answers)
+        """INSERT INTO outbox (event_id, type, province_id, household_id, body, submission_id)
            SELECT gen_random_uuid(), 'submission.accepted', s.province_id, s.household_id,
                   jsonb_build_object(
                       'provinceCode', p.code, 'wardCode', w.code,
@@ -32,7 +33,7 @@ async def submissions_accepted(conn: asyncpg.Connection, rows: Sequence[Any]) ->
                           'submissionId', s.id, 'surveyId', s.survey_id,
                           'surveyVersion', s.survey_version, 'collectedAt', s.collected_at,
                           'supersedes', s.supersedes)),
-                  jsonb_build_object('answers', s.answers, 'members', s.members)
+                  s.id
            FROM unnest($1::uuid[]) WITH ORDINALITY AS n(id, position)
            JOIN submission s ON s.id = n.id
            JOIN area p ON p.id = s.province_id JOIN area w ON w.id = s.ward_id

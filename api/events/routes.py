@@ -140,8 +140,12 @@ class WebhookRoutes(Controller):
         attempt is logged as manual. The worker's own order is unchanged."""
         caller = request.user
         await _mine(conn, caller, webhook_id)
-        event = await q.event_by_id(conn, event_id)
         target = next((t for t in await q.targets(conn, [webhook_id])), None)
+        event = (
+            await q.event_by_id(conn, event_id, target.include_answers)
+            if target is not None
+            else None
+        )
         if (
             event is None
             or target is None

@@ -116,6 +116,13 @@ async def deliveries(
 
 # The worker -------------------------------------------------------------------------------
 
+# A submission event's answers, read from the submission, for webhooks registered for them
+# (none once the household was deleted: its answers are gone).
+_ANSWERS = """CASE WHEN {wanted}::boolean AND o.submission_id IS NOT NULL THEN
+                  (SELECT jsonb_build_object('answers', s.answers, 'members', s.members)
+                   FROM submission s WHERE s.id = o.submission_id)
+              END"""
+
 
 async def due(conn: asyncpg.Connection) -> list[Target]:
     rows = await conn.fetch(
@@ -131,27 +138,33 @@ async def next_events(conn: asyncpg.Connection, target: Target, limit: int) -> l
     """The webhook's next events in outbox order, among those every earlier transaction has
     finished writing (so none can appear before them later)."""
     rows = await conn.fetch(
-        """SELECT id, event_id, type, occurred_at, body, answers,
-                  change_xid::text::bigint AS xid
-           FROM outbox
-           WHERE (change_xid, id) > ($1::text::xid8, $2)
-             AND change_xid < pg_snapshot_xmin(pg_current_snapshot())
-             AND ($3::integer IS NULL OR province_id = $3)
-           ORDER BY change_xid, id LIMIT $4""",
+        f"""SELECT o.id, o.event_id, o.type, o.occurred_at, o.body,
+                   {_ANSWERS.format(wanted="$5")} AS answers,
+                   o.change_xid::text::bigint AS xid
+            FROM outbox o
+            WHERE (o.change_xid, o.id) > ($1::text::xid8, $2)
+              AND o.change_xid < pg_snapshot_xmin(pg_current_snapshot())
+              AND ($3::integer IS NULL OR o.province_id = $3)
+            ORDER BY o.change_xid, o.id LIMIT $4""",
         str(target.after_xid),
         target.after_id,
         target.province_id,
         limit,
+        target.include_answers,
     )
     return [msgspec.convert(row, Event, from_attributes=True) for row in rows]
 
 
-async def event_by_id(conn: asyncpg.Connection, event_id: uuid.UUID) -> Event | None:
+async def event_by_id(
+    conn: asyncpg.Connection, event_id: uuid.UUID, include_answers: bool
+) -> Event | None:
     row = await conn.fetchrow(
-        """SELECT id, event_id, type, occurred_at, body, answers,
-                  change_xid::text::bigint AS xid
-           FROM outbox WHERE event_id = $1""",
+        f"""SELECT o.id, o.event_id, o.type, o.occurred_at, o.body,
+                   {_ANSWERS.format(wanted="$2")} AS answers,
+                   o.change_xid::text::bigint AS xid
+            FROM outbox o WHERE o.event_id = $1""",
         event_id,
+        include_answers,
     )
     return None if row is None else msgspec.convert(row, Event, from_attributes=True)
 

@@ -97,7 +97,9 @@ def upgrade() -> None:
         household_id uuid,
         occurred_at  timestamptz NOT NULL DEFAULT now(),
         body         jsonb NOT NULL,        -- never answers
-        answers      jsonb,                 -- a submission's answers and members
+        -- A submission event's submission: its answers are read from it when sent to a
+        -- webhook registered for answers (submissions never change).
+        submission_id uuid,
         change_xid   xid8 NOT NULL DEFAULT pg_current_xact_id()
     );
     CREATE INDEX outbox_order ON outbox (change_xid, id);
