@@ -8,6 +8,8 @@ member roster. Every problem becomes a FieldError with a path such as
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -17,9 +19,12 @@ from api.i18n import N_
 from schemas.households import MemberAnswers, NewSubmission
 from schemas.surveys import (
     BooleanQuestion,
+    CalculateQuestion,
+    ChoiceFilter,
     Condition,
     DateQuestion,
     DecimalQuestion,
+    Formula,
     IntegerQuestion,
     MultiChoiceQuestion,
     NoteQuestion,
@@ -51,6 +56,10 @@ MIN_MEMBERS = N_("At least %(limit)s members are needed.")
 MAX_MEMBERS = N_("At most %(limit)s members are allowed.")
 NO_ROSTER = N_("This survey has no member roster.")
 DUPLICATE_MEMBER = N_("Each member needs a different memberId.")
+PATTERN = N_("Does not have the expected format.")
+FILTERED_CHOICE = N_("Is not one of the options allowed for the earlier answers.")
+CALCULATION = N_("Must equal %(expected)s, calculated from the earlier answers.")
+NOT_CALCULABLE = N_("Leave this empty: an answer it is calculated from is empty.")
 
 _EXPECTED = {
     "integer": N_("an integer"),
@@ -60,12 +69,19 @@ _EXPECTED = {
     "date": N_("a date"),
     "single_choice": N_("text"),
     "multi_choice": N_("a list"),
+    "calculate": N_("a number"),
 }
 
 
 def _holds(condition: Condition, answers: dict[str, Any], age: int | None) -> bool:
-    value = age if condition.key == AGE else answers.get(condition.key)
     op, expected = condition.op, condition.value
+    if op == "all":
+        return all(_holds(part, answers, age) for part in condition.of or ())
+    if op == "any":
+        return any(_holds(part, answers, age) for part in condition.of or ())
+    if op == "not":
+        return not all(_holds(part, answers, age) for part in condition.of or ())
+    value = age if condition.key == AGE else answers.get(condition.key or "")
     if op == "answered":
         return value is not None
     if op == "not_answered":
@@ -91,6 +107,37 @@ def _holds(condition: Condition, answers: dict[str, Any], age: int | None) -> bo
         "lt": value < expected,
         "le": value <= expected,
     }[op]
+
+
+def evaluate(formula: Formula, answers: dict[str, Any]) -> float | None:
+    """The formula's value, or None when an answer it uses is empty or not a number (or it
+    divides by zero)."""
+    if formula.key is not None:
+        value = answers.get(formula.key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value)
+    if formula.op is None:
+        return formula.value
+    args = [evaluate(arg, answers) for arg in formula.args or ()]
+    if not args or any(arg is None for arg in args):
+        return None
+    numbers = [arg for arg in args if arg is not None]
+    result = -numbers[0] if formula.op == "neg" else numbers[0]
+    for number in numbers[1:]:
+        if formula.op == "add":
+            result += number
+        elif formula.op == "sub":
+            result -= number
+        elif formula.op == "mul":
+            result *= number
+        elif number == 0:
+            return None
+        elif formula.op == "div":
+            result /= number
+        else:  # XPath mod keeps the dividend's sign, as math.fmod does
+            result = math.fmod(result, number)
+    return result if math.isfinite(result) else None
 
 
 def _is_int(value: Any) -> bool:
@@ -142,6 +189,7 @@ def _checker(question: Question) -> Checker:
         return lambda value, year: None if type(value) is bool else _type_error("boolean")
     if isinstance(question, TextQuestion):
         shortest, longest = question.min_length, question.max_length
+        pattern = re.compile(question.pattern) if question.pattern is not None else None
 
         def text(value: Any, year: int) -> Problem | None:
             if type(value) is not str:
@@ -152,6 +200,8 @@ def _checker(question: Question) -> Checker:
                 return "min_length", MIN_LENGTH, {"limit": shortest}
             if len(value) > longest:
                 return "max_length", MAX_LENGTH, {"limit": longest}
+            if pattern is not None and pattern.fullmatch(value) is None:
+                return "pattern", PATTERN, {}
             return None
 
         return text
@@ -201,7 +251,26 @@ def _checker(question: Question) -> Checker:
             return None
 
         return multi
+    if isinstance(question, CalculateQuestion):
+        # The value itself is compared with the formula's in _level.
+        return lambda value, year: None if type(value) in (int, float) else _type_error("calculate")
     return lambda value, year: None  # a note: answers to it are refused before this
+
+
+def _filtered_out(
+    question: SingleChoiceQuestion | MultiChoiceQuestion, value: Any, scope: dict[str, Any]
+) -> bool:
+    """Is a chosen value outside the options the earlier answer leaves (cascading select)?"""
+    found = question.choice_filter
+    assert found is not None
+    wanted = scope.get(found.key)
+    allowed = {
+        choice.value
+        for choice in question.choices
+        if wanted is not None and (choice.filters or {}).get(found.column) == str(wanted)
+    }
+    chosen = value if isinstance(value, list) else [value]
+    return any(item not in allowed for item in chosen)
 
 
 class _Level:
@@ -213,7 +282,13 @@ class _Level:
             (question, question.key, question.relevant, _checker(question))
             for question in questions
         ]
-        self.conditional = any(question.relevant is not None for question in questions)
+        # Questions that read other answers: conditions, choice filters and calculations.
+        self.conditional = any(
+            question.relevant is not None
+            or isinstance(question, CalculateQuestion)
+            or getattr(question, "choice_filter", None) is not None
+            for question in questions
+        )
 
 
 # Published versions never change: each is prepared once (kept with its definition, so the
@@ -260,6 +335,9 @@ def _level(
             if value is not None:
                 errors.append(FieldError(f"{path}.{key}", "not_relevant", NO_ANSWER))
             continue
+        if isinstance(question, CalculateQuestion):
+            _calculated(question, value, scope, f"{path}.{key}", errors)
+            continue
         if value is None:
             if question.required:
                 errors.append(FieldError(f"{path}.{key}", "required", REQUIRED))
@@ -268,8 +346,35 @@ def _level(
         if problem is not None:
             code, message, params = problem
             errors.append(FieldError(f"{path}.{key}", code, message, params or None))
+        elif (
+            isinstance(question, SingleChoiceQuestion | MultiChoiceQuestion)
+            and question.choice_filter is not None
+            and _filtered_out(question, value, scope)
+        ):
+            errors.append(FieldError(f"{path}.{key}", "choice_filter", FILTERED_CHOICE))
         elif key == age_key and type(value) is int:
             age = year - value
+
+
+def _calculated(
+    question: CalculateQuestion,
+    value: Any,
+    scope: dict[str, Any],
+    field: str,
+    errors: list[FieldError],
+) -> None:
+    expected = evaluate(question.formula, scope)
+    if expected is None:
+        if value is not None:
+            errors.append(FieldError(field, "not_relevant", NOT_CALCULABLE))
+        return
+    if value is None:
+        errors.append(FieldError(field, "required", REQUIRED))
+    elif type(value) not in (int, float):
+        errors.append(FieldError(field, "type", TYPE, {"expected": _EXPECTED["calculate"]}))
+    elif not math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-9):
+        shown = int(expected) if expected.is_integer() else expected
+        errors.append(FieldError(field, "calculation", CALCULATION, {"expected": shown}))
 
 
 def validate(definition: SurveyDefinition, submission: NewSubmission) -> list[FieldError]:
@@ -327,6 +432,60 @@ DUPLICATE_KEY = N_("Another question already uses this key.")
 DUPLICATE_CHOICE = N_("Another choice already uses this value.")
 LATER_KEY = N_("A condition can only refer to an earlier question.")
 BAD_COUNT_FROM = N_("This must name an integer question of the household.")
+BAD_DEFAULT = N_("The default must be a valid answer to this question.")
+BAD_PATTERN = N_("This is not a valid regular expression.")
+SLOW_PATTERN = N_(
+    "A repetition inside a repeated group, such as (a+)+, can take very long to check: "
+    "simplify the pattern."
+)
+# A quantified group holding a quantifier: the shape of catastrophic backtracking.
+NESTED_REPEAT = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,)")
+BAD_COMBINATION = N_("all, any and not combine the conditions in of (not: exactly one).")
+MISSING_KEY = N_("This condition needs a key.")
+BAD_FORMULA = N_("A formula is a number, a key, or an operation with its arguments.")
+BAD_FILTER = N_("Every choice needs a value for this filter column.")
+
+
+def _condition_errors(
+    condition: Condition, field: str, known: set[str], errors: list[FieldError]
+) -> None:
+    if condition.op in ("all", "any", "not"):
+        parts = condition.of or []
+        if not parts or (condition.op == "not" and len(parts) != 1):
+            errors.append(FieldError(f"{field}.of", "invalid", BAD_COMBINATION))
+        for index, part in enumerate(parts):
+            _condition_errors(part, f"{field}.of[{index}]", known, errors)
+        return
+    if condition.key is None:
+        errors.append(FieldError(f"{field}.key", "required", MISSING_KEY))
+    elif condition.key != AGE and condition.key not in known:
+        errors.append(FieldError(f"{field}.key", "invalid", LATER_KEY))
+
+
+def _formula_errors(
+    formula: Formula, field: str, known: set[str], errors: list[FieldError]
+) -> None:
+    shapes = (formula.value is not None, formula.key is not None, formula.op is not None)
+    if sum(shapes) != 1 or (formula.op is None) != (formula.args is None):
+        errors.append(FieldError(field, "invalid", BAD_FORMULA))
+        return
+    if formula.key is not None and formula.key not in known:
+        errors.append(FieldError(f"{field}.key", "invalid", LATER_KEY))
+    for index, arg in enumerate(formula.args or ()):
+        _formula_errors(arg, f"{field}.args[{index}]", known, errors)
+
+
+def _filter_errors(
+    found: ChoiceFilter,
+    question: SingleChoiceQuestion | MultiChoiceQuestion,
+    field: str,
+    known: set[str],
+    errors: list[FieldError],
+) -> None:
+    if found.key not in known:
+        errors.append(FieldError(f"{field}.choiceFilter.key", "invalid", LATER_KEY))
+    if any(found.column not in (choice.filters or {}) for choice in question.choices):
+        errors.append(FieldError(f"{field}.choiceFilter.column", "invalid", BAD_FILTER))
 
 
 def check_definition(definition: SurveyDefinition) -> list[FieldError]:
@@ -339,14 +498,31 @@ def check_definition(definition: SurveyDefinition) -> list[FieldError]:
             field = f"{path}[{index}]"
             if question.key in keys:
                 errors.append(FieldError(f"{field}.key", "duplicate", DUPLICATE_KEY))
+            known = keys | earlier
             if question.relevant is not None:
-                key = question.relevant.key
-                if key != AGE and key not in keys and key not in earlier:
-                    errors.append(FieldError(f"{field}.relevant.key", "invalid", LATER_KEY))
+                _condition_errors(question.relevant, f"{field}.relevant", known, errors)
             if isinstance(question, SingleChoiceQuestion | MultiChoiceQuestion):
                 values = [choice.value for choice in question.choices]
                 if len(set(values)) != len(values):
                     errors.append(FieldError(f"{field}.choices", "duplicate", DUPLICATE_CHOICE))
+                if question.choice_filter is not None:
+                    _filter_errors(question.choice_filter, question, field, known, errors)
+            if isinstance(question, CalculateQuestion):
+                _formula_errors(question.formula, f"{field}.formula", known, errors)
+            if isinstance(question, TextQuestion) and question.pattern is not None:
+                try:
+                    re.compile(question.pattern)
+                except re.error:
+                    errors.append(FieldError(f"{field}.pattern", "invalid", BAD_PATTERN))
+                    keys.add(question.key)
+                    continue
+                if NESTED_REPEAT.search(question.pattern):
+                    errors.append(FieldError(f"{field}.pattern", "invalid", SLOW_PATTERN))
+            if question.default is not None and (
+                isinstance(question, NoteQuestion)
+                or _checker(question)(question.default, date.today().year) is not None
+            ):
+                errors.append(FieldError(f"{field}.default", "invalid", BAD_DEFAULT))
             keys.add(question.key)
         return keys
 

@@ -17,6 +17,8 @@ from api.auth import jwt_auth
 from api.config import Settings, jwt_secret, settings_from_env
 from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
+from api.events import delivery
+from api.events import routes as webhooks
 from api.fieldwork import routes as fieldwork
 from api.headers import security_headers
 from api.ingest import SurveyCache
@@ -34,6 +36,7 @@ from api.routes import (
     surveys,
     sync,
 )
+from api.stats import closing
 from api.stats import routes as stats
 from api.stats.cardcache import CardCache
 from api.stats.catalog import CatalogCache
@@ -95,6 +98,9 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             auth.me,
             areas.AreaRoutes,
             fieldwork.FieldworkRoutes,
+            fieldwork.TeamWorkRoutes,
+            fieldwork.ReviewRoutes,
+            webhooks.WebhookRoutes,
             accounts.UserRoutes,
             accounts.TeamRoutes,
             surveys.SurveyRoutes,
@@ -108,6 +114,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             residents.delete_my_household,
             stats.StatsRoutes,
             stats.set_target,
+            closing.close_period,
             modules.ModuleRoutes,
             modules.get_area_learning,
             modules.list_recommended_modules,
@@ -118,6 +125,18 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
         lifespan=[
             pool_lifespan(dsn, settings.pool_min, settings.pool_max),
             *([cards.lifespan(dsn)] if settings.card_cache else []),
+            *(
+                [
+                    delivery.lifespan(
+                        dsn,
+                        retry_base=settings.webhook_retry_base,
+                        pause_after=settings.webhook_pause_after,
+                        poll=settings.webhook_poll,
+                    )
+                ]
+                if settings.webhook_worker
+                else []
+            ),
         ],
         on_startup=[remember_allowed_methods],
         before_request=answer_options,
@@ -155,6 +174,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
                     name="learning",
                     description="Digital-literacy modules, quizzes, progress and statistics",
                 ),
+                Tag(name="webhooks", description="Signed events for other systems"),
                 Tag(name="operations", description="Health, readiness and metrics"),
             ],
         ),

@@ -39,6 +39,11 @@ _ENV_NAMES = {
     "CONGDONGSO_WORKERS": "workers",
     "CONGDONGSO_CARD_CACHE": "card_cache",
     "CONGDONGSO_METRICS_TOKEN": "metrics_token",
+    "CONGDONGSO_OUTBOX": "outbox",
+    "CONGDONGSO_WEBHOOK_WORKER": "webhook_worker",
+    "CONGDONGSO_WEBHOOK_RETRY_BASE": "webhook_retry_base",
+    "CONGDONGSO_WEBHOOK_PAUSE_AFTER": "webhook_pause_after",
+    "CONGDONGSO_WEBHOOK_POLL": "webhook_poll",
 }
 
 
@@ -75,6 +80,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     card_cache: bool = True
     # /metrics for a scraper holding this bearer token; unset: only from this machine.
     metrics_token: str | None = None
+    outbox: bool = True  # write events for webhooks (off only to measure its cost)
+    webhook_worker: bool = True  # run the delivery worker (one process sends: a pg lock)
+    webhook_retry_base: float = 5.0  # seconds before the first retry; doubles each time
+    webhook_pause_after: float = 24 * 3600.0  # seconds of failures before pausing a webhook
+    webhook_poll: float = 1.0  # seconds between rounds when no event wakes the worker
 
     @property
     def production(self) -> bool:

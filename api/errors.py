@@ -293,12 +293,19 @@ def translate_errors(language: str, errors: list[FieldError]) -> list[FieldProbl
     ]
 
 
+# Parameters that are message ids themselves: a type name, or what an import row uses and
+# what to use instead.
+_NESTED = frozenset({"expected", "what", "instead"})
+
+
 def _translated_params(language: str, error: FieldError) -> dict[str, object] | None:
     if not error.params:
         return None
-    # Parameter values that are themselves message ids (type names) are translated too.
+    # Parameter values that are themselves message ids (type names, what an import row
+    # uses and what to use instead) are translated too, with the other parameters.
+    plain = {k: v for k, v in error.params.items() if k not in _NESTED}
     return {
-        k: translate(language, v) if k == "expected" and isinstance(v, str) else v
+        k: translate(language, v, plain) if k in _NESTED and isinstance(v, str) else v
         for k, v in error.params.items()
     }
 

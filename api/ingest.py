@@ -26,6 +26,7 @@ import msgspec
 from api.answers import validate
 from api.auth import Principal
 from api.errors import FieldError, field_error, translate_errors
+from api.events import outbox
 from api.i18n import N_
 from api.queries import submissions as q
 from api.queries.surveys import VersionRecord, get_versions
@@ -51,6 +52,7 @@ STALE_SUPERSEDES = N_(
     "Only the household's current submission can be superseded; sync and edit that one."
 )
 STORAGE_ERROR = N_("This item could not be stored.")
+SURVEY_CLOSED = N_("This survey is closed: it takes no new submissions.")
 
 
 class SurveyCache:
@@ -74,6 +76,12 @@ class Candidate:
     index: int
     submission: NewSubmission
     content_hash: bytes
+    household_state: bool  # else a campaign survey with its own chain per household
+
+
+# Each household has one chain of submissions for its state (key: the household id and None)
+# and one per campaign survey (key: the household id and the survey id).
+Chain = tuple[uuid.UUID, uuid.UUID | None]
 
 
 class _Raced(Exception):
@@ -98,14 +106,29 @@ def raw_item_id(raw: Any, key: str = "id") -> uuid.UUID | None:
         return None
 
 
+def survey_visible(principal: Principal, survey: q.SurveyState) -> bool:
+    """National surveys are everyone's; a province's only its own areas'."""
+    return (
+        survey.province_id is None
+        or principal.role == "admin"
+        or survey.province_id == principal.province_id
+    )
+
+
 def _precheck(
-    submission: NewSubmission, version: VersionRecord | None, now: datetime
+    principal: Principal,
+    submission: NewSubmission,
+    version: VersionRecord | None,
+    survey: q.SurveyState | None,
+    now: datetime,
 ) -> list[FieldError]:
     """Everything that can be checked without the household: consent, version, answers."""
     if not submission.consent.given:
         return [FieldError("consent.given", "consent_required", CONSENT_REQUIRED)]
-    if version is None:
+    if version is None or survey is None or not survey_visible(principal, survey):
         return [FieldError("surveyVersion", "unknown_survey_version", UNKNOWN_VERSION)]
+    if survey.closed:
+        return [FieldError("surveyId", "survey_closed", SURVEY_CLOSED)]
     notice = version.definition.notice_version
     if submission.consent.notice_version != notice:
         return [
@@ -136,8 +159,11 @@ async def ingest(
     principal: Principal,
     raw_items: list[Any],
     language: str,
+    *,
+    events: bool = True,
 ) -> list[ItemResult]:
-    """One result per item, in order. Accepted items are committed when this returns."""
+    """One result per item, in order. Accepted items are committed when this returns, with
+    their ``submission.accepted`` events in the outbox (unless ``events`` is off)."""
     results: list[ItemResult | None] = [None] * len(raw_items)
 
     def reject(index: int, item_id: uuid.UUID | None, errors: list[FieldError]) -> None:
@@ -156,20 +182,29 @@ async def ingest(
             reject(index, raw_item_id(raw), [field_error(str(exc))])
 
     versions = await cache.get(conn, {(s.survey_id, s.survey_version) for _, s in parsed})
+    # Read each batch: a survey can be closed at any time (versions never change).
+    surveys = await q.survey_states(conn, list({s.survey_id for _, s in parsed})) if parsed else {}
     now = datetime.now(UTC)
     candidates: list[Candidate] = []
     for index, submission in parsed:
         errors = _precheck(
-            submission, versions.get((submission.survey_id, submission.survey_version)), now
+            principal,
+            submission,
+            versions.get((submission.survey_id, submission.survey_version)),
+            surveys.get(submission.survey_id),
+            now,
         )
         if errors:
             reject(index, submission.id, errors)
         else:
-            candidates.append(Candidate(index, submission, content_hash(submission)))
+            state = surveys[submission.survey_id]
+            candidates.append(
+                Candidate(index, submission, content_hash(submission), state.household_state)
+            )
 
     if candidates:
         try:
-            stored = await _store_batch(conn, catalog, principal, candidates, language)
+            stored = await _store_batch(conn, catalog, principal, candidates, language, events)
         except asyncpg.PostgresError:
             # Should not happen (everything was validated), but one bad row must not
             # fail the others: store item by item.
@@ -177,7 +212,9 @@ async def ingest(
             stored = {}
             for candidate in candidates:
                 try:
-                    stored |= await _store_batch(conn, catalog, principal, [candidate], language)
+                    stored |= await _store_batch(
+                        conn, catalog, principal, [candidate], language, events
+                    )
                 except asyncpg.PostgresError:
                     reject(
                         candidate.index,
@@ -195,6 +232,7 @@ async def _store_batch(
     principal: Principal,
     candidates: list[Candidate],
     language: str,
+    events: bool,
 ) -> dict[int, ItemResult]:
     for attempt in range(3):
         try:
@@ -202,7 +240,7 @@ async def _store_batch(
                 # The statements below are the same every time and their plans do not depend
                 # on the ids; planning the counters' query costs more than running it.
                 await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-                return await _store_once(conn, catalog, principal, candidates, language)
+                return await _store_once(conn, catalog, principal, candidates, language, events)
         except _Raced:
             log.info("concurrent batch stored the same ids; retry %d", attempt + 1)
     raise asyncpg.PostgresError("could not store the batch after three attempts")
@@ -214,24 +252,41 @@ async def _store_once(
     principal: Principal,
     candidates: list[Candidate],
     language: str,
+    events: bool,
 ) -> dict[int, ItemResult]:
     households = await q.lock_households(
         conn, sorted({c.submission.household_id for c in candidates})
     )
     seen = await q.stored_hashes(conn, [c.submission.id for c in candidates])
-    heads = {hid: h.current_submission_id for hid, h in households.items()}
+    heads: dict[Chain, uuid.UUID | None] = {
+        (hid, None): h.current_submission_id for hid, h in households.items()
+    }
+    campaign_pairs = {
+        (c.submission.household_id, c.submission.survey_id)
+        for c in candidates
+        if not c.household_state
+    }
+    if campaign_pairs:
+        found = await q.campaign_heads(conn, sorted(campaign_pairs))
+        heads |= {pair: found.get(pair) for pair in campaign_pairs}
     # A state counts from its collection time, never before the state it replaces.
     counted_from = {hid: h.counted_at for hid, h in households.items()}
     outcome: dict[int, ItemResult] = {}
     rows: list[q.NewRow] = []
+    state_rows: list[uuid.UUID] = []
     moved: dict[uuid.UUID, uuid.UUID] = {}
+    moved_campaigns: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID] = {}
+
+    def chain(c: Candidate) -> Chain:
+        s = c.submission
+        return (s.household_id, None if c.household_state else s.survey_id)
 
     def result(c: Candidate, status: ItemStatus, error: FieldError | None = None) -> None:
         outcome[c.index] = ItemResult(
             id=c.submission.id,
             status=status,
             errors=translate_errors(language, [error]) if error else None,
-            current_submission_id=heads.get(c.submission.household_id),
+            current_submission_id=heads.get(chain(c)),
         )
 
     for c in candidates:
@@ -253,7 +308,7 @@ async def _store_once(
                 ),
             )
             continue
-        head = heads[household.id]
+        head = heads[chain(c)]
         if submission.supersedes != head:
             if submission.supersedes is None:
                 result(c, "conflict", FieldError("supersedes", "not_head", NOT_HEAD))
@@ -262,10 +317,16 @@ async def _store_once(
                     c, "conflict", FieldError("supersedes", "stale_supersedes", STALE_SUPERSEDES)
                 )
             continue
-        previous = counted_from.get(household.id)
         counted_at = submission.collected_at
-        if previous is not None and previous > counted_at:
-            counted_at = previous
+        if c.household_state:
+            previous = counted_from.get(household.id)
+            if previous is not None and previous > counted_at:
+                counted_at = previous
+            counted_from[household.id] = counted_at
+            moved[household.id] = submission.id
+            state_rows.append(submission.id)
+        else:
+            moved_campaigns[(household.id, submission.survey_id)] = submission.id
         rows.append(
             q.NewRow(
                 id=submission.id,
@@ -285,16 +346,20 @@ async def _store_once(
             )
         )
         seen[submission.id] = c.content_hash
-        heads[household.id] = submission.id
-        counted_from[household.id] = counted_at
-        moved[household.id] = submission.id
+        heads[chain(c)] = submission.id
         result(c, "accepted")
 
     if rows:
         if await q.insert_submissions(conn, rows) != len(rows):
             raise _Raced()
-        await q.move_heads(conn, moved)
-        # The counters change in the same transaction: a card never needs a scan.
-        changes = await stats.accepted_deltas(conn, catalog, [row.id for row in rows])
-        await stats.apply_deltas(conn, changes)
+        if moved:
+            await q.move_heads(conn, moved)
+        if moved_campaigns:
+            await q.move_campaign_heads(conn, moved_campaigns)
+        if events:
+            await outbox.submissions_accepted(conn, rows)
+        if state_rows:
+            # The counters change in the same transaction: a card never needs a scan.
+            changes = await stats.accepted_deltas(conn, catalog, state_rows)
+            await stats.apply_deltas(conn, changes)
     return outcome

@@ -30,6 +30,7 @@ MODULES = [
     "parent_sums",
     "report",
     "visits",
+    "events",
 ]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"

@@ -10,7 +10,7 @@ from msgspec import Meta
 
 from schemas.base import NO_NUL, Label, Page, Password, Phone, Schema
 from schemas.errors import FieldProblem
-from schemas.fieldwork import VisitPlanItem
+from schemas.fieldwork import Assignment, FixRequest, VisitPlanItem
 from schemas.modules import LearnerProgress, Module
 from schemas.surveys import Key, SurveyVersion
 
@@ -135,6 +135,13 @@ class SyncPull(Schema):
     # A team member's visit plan (its first page, as GET /areas/{wardCode}/visit-plan), on
     # the last page of a pull (more: false); null otherwise and for other roles.
     visit_plan: Page[VisitPlanItem] | None = None
+    # A team member's assignments (hamlets and households given to them), on the last page;
+    # a first pull (no ``since``) sends their assigned households' states before the rest
+    # of the ward's.
+    assignments: list[Assignment] | None = None
+    # The caller's current submissions a ward official sent back (needs_fix), on the last
+    # page of every pull while they are not superseded.
+    fix_requests: list[FixRequest] = []
 
 
 class NewInvite(Schema):

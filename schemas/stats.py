@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from msgspec import Meta
@@ -86,10 +87,19 @@ class IndicatorValue(Schema):
     forecast: Forecast | None = None
 
 
+class ClosedPeriod(Schema):
+    """A ward's month closed by its officials: its figures are those of the closing time."""
+
+    closed_at: datetime
+    closed_by: str | None  # the official's display name, if they have one
+    text: str  # "Closed on 05/08/2025 by …", in the caller's language
+
+
 class Card(Schema):
     """``learning`` (module completions and passes, today) is on current-period cards.
     ``exact``: the figures are exact (a ward official's or team member's own ward); else
-    every count is protected by the cell key method (small noise, the same every time)."""
+    every count is protected by the cell key method (small noise, the same every time).
+    ``closed``: the ward's month (the period's last) was closed: its counts are frozen."""
 
     area: StatArea
     period: str
@@ -97,6 +107,7 @@ class Card(Schema):
     coverage: Coverage
     indicators: list[IndicatorValue]
     learning: Learning | None = None
+    closed: ClosedPeriod | None = None
 
 
 class ChildRow(Schema):

@@ -23,16 +23,47 @@ class Localized(Schema):
 
 
 class Condition(Schema):
-    """Skip logic: the question is asked only when this holds for an earlier answer.
+    """Skip logic: the question is asked only when this holds for earlier answers.
 
     ``key`` names an earlier question of the same level (or, in the roster, a household
     question); ``$age`` is the member's age in the year of collection. ``answered`` and
-    ``not_answered`` ignore ``value``.
+    ``not_answered`` ignore ``value``; ``in`` on a multiple choice holds when any of
+    ``value`` is chosen (XLSForm's ``selected()``). ``all``, ``any`` and ``not`` combine
+    the conditions in ``of`` (``not``: exactly one) and have no ``key``.
     """
 
-    key: Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^(\$age|[a-z][a-z0-9_]*)$")]
-    op: Literal["eq", "ne", "in", "not_in", "gt", "ge", "lt", "le", "answered", "not_answered"]
+    op: Literal[
+        "eq",
+        "ne",
+        "in",
+        "not_in",
+        "gt",
+        "ge",
+        "lt",
+        "le",
+        "answered",
+        "not_answered",
+        "all",
+        "any",
+        "not",
+    ]
+    key: (
+        Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^(\$age|[a-z][a-z0-9_]*)$")]
+        | None
+    ) = None
     value: Any = None  # a number, true/false, a text, or a list of choice values
+    of: Annotated[list[Condition], Meta(min_length=1, max_length=50)] | None = None
+
+
+class Formula(Schema):
+    """Simple arithmetic over earlier numeric answers: a number (``value``), an answer
+    (``key``), or ``op`` applied to ``args`` in order (``neg`` takes one argument; ``div``
+    and ``mod`` as in XPath). An unanswered key makes the whole formula empty."""
+
+    value: float | None = None
+    key: Key | None = None
+    op: Literal["add", "sub", "mul", "div", "mod", "neg"] | None = None
+    args: Annotated[list[Formula], Meta(min_length=1, max_length=20)] | None = None
 
 
 class _Question(Schema):
@@ -41,6 +72,9 @@ class _Question(Schema):
     hint: Localized | None = None
     required: bool = True
     relevant: Condition | None = None
+    # The answer a client fills in when it re-visits a household surveyed before this
+    # question existed (a valid answer of this question); a submission must still give it.
+    default: Any = None
 
 
 class IntegerQuestion(_Question, tag="integer", tag_field="kind"):
@@ -61,6 +95,8 @@ class BooleanQuestion(_Question, tag="boolean", tag_field="kind"):
 class TextQuestion(_Question, tag="text", tag_field="kind"):
     min_length: int = 0
     max_length: Annotated[int, Meta(ge=1, le=2000)] = 200
+    # A regular expression the whole answer must match (XLSForm's ``regex(., '…')``).
+    pattern: Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)] | None = None
 
 
 class DateQuestion(_Question, tag="date", tag_field="kind"):
@@ -68,19 +104,42 @@ class DateQuestion(_Question, tag="date", tag_field="kind"):
     max: date | None = None
 
 
+FilterText = Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_NUL)]
+
+
 class Choice(Schema):
     value: ChoiceValue
     label: Localized
+    # Values a choice filter compares (XLSForm's extra columns of the choices sheet).
+    filters: dict[Key, FilterText] | None = None
+
+
+class ChoiceFilter(Schema):
+    """Cascading selects: only choices whose ``filters[column]`` equals the answer to the
+    earlier question ``key`` may be chosen (XLSForm ``choice_filter: column=${key}``)."""
+
+    column: Key
+    key: Key
 
 
 class SingleChoiceQuestion(_Question, tag="single_choice", tag_field="kind", kw_only=True):
-    choices: Annotated[list[Choice], Meta(min_length=1, max_length=100)]
+    choices: Annotated[list[Choice], Meta(min_length=1, max_length=500)]
+    choice_filter: ChoiceFilter | None = None
 
 
 class MultiChoiceQuestion(_Question, tag="multi_choice", tag_field="kind", kw_only=True):
-    choices: Annotated[list[Choice], Meta(min_length=1, max_length=100)]
+    choices: Annotated[list[Choice], Meta(min_length=1, max_length=500)]
     min_selected: int = 0
     max_selected: int | None = None
+    choice_filter: ChoiceFilter | None = None
+
+
+class CalculateQuestion(_Question, tag="calculate", tag_field="kind", kw_only=True):
+    """A number the client computes from earlier answers; the server checks it. It is
+    empty when an answer it uses is empty."""
+
+    formula: Formula
+    required: bool = False
 
 
 class NoteQuestion(_Question, tag="note", tag_field="kind"):
@@ -98,6 +157,7 @@ Question = (
     | SingleChoiceQuestion
     | MultiChoiceQuestion
     | NoteQuestion
+    | CalculateQuestion
 )
 
 
@@ -114,7 +174,7 @@ class Roster(Schema):
 
 class SurveyDefinition(Schema):
     title: Localized
-    questions: Annotated[list[Question], Meta(max_length=200)]
+    questions: Annotated[list[Question], Meta(max_length=300)]
     description: Localized | None = None
     roster: Roster | None = None
     # The privacy notice respondents consent to; submissions must name this version.
@@ -135,6 +195,9 @@ class SurveySummary(Schema):
     title: Localized
     latest_version: int | None
     has_draft: bool
+    # None: a national survey; else the province that authors it (its wards see it).
+    province_code: str | None = None
+    closed: bool = False
 
 
 class NewSurvey(Schema):
@@ -146,3 +209,19 @@ class NewSurvey(Schema):
 class Published(Schema):
     survey_id: uuid.UUID
     version: int
+
+
+class LeftOutRow(Schema):
+    """A row of an imported XLSForm that was not imported (``?partial=true``)."""
+
+    sheet: str
+    row: int
+    column: str
+    message: str  # what is not supported and what to use instead, in the caller's language
+
+
+class ImportedSurvey(Schema):
+    survey: SurveySummary
+    form_id: str
+    form_version: str | None
+    left_out: list[LeftOutRow]

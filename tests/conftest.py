@@ -120,6 +120,7 @@ def settings(tmp_path: Path) -> Settings:
         login_max_failures_per_addr=10,
         pool_min=1,
         pool_max=4,
+        webhook_worker=False,  # tests/test_webhooks.py runs it where it is tested
         **FAST_ARGON2,  # type: ignore[arg-type]
     )
 

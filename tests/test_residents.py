@@ -81,6 +81,16 @@ async def test_resident_sees_and_deletes_their_data(
     )
     audit = await db.fetchrow("SELECT detail FROM audit_log WHERE action = 'household_deleted'")
     assert audit["detail"]["submissions"] == 2
+    # Other systems hear of it, from the same transaction (tests/test_webhooks.py delivers).
+    events = await db.fetch(
+        "SELECT type, body FROM outbox WHERE household_id = $1 ORDER BY id", uuid.UUID(household)
+    )
+    assert [e["type"] for e in events] == [
+        "submission.accepted",
+        "submission.accepted",
+        "household.deleted",
+    ]
+    assert events[-1]["body"]["wardCode"] == HAC_THANH
     # The team's devices are told to forget it.
     page = (await client.get("/api/v1/sync/pull", params={"since": cursor}, headers=team)).json()
     assert page["deletedHouseholds"] == [household]

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from api.events import outbox
 from schemas.households import Consent, Household, HouseholdState, MemberAnswers, Submission
 
 
@@ -191,6 +192,7 @@ async def delete_household(conn: asyncpg.Connection, household: HouseholdRecord)
         household.ward_id,
         household.province_id,
     )
+    await outbox.household_deleted(conn, household.id, household.ward_id, household.province_id)
     return deleted
 
 

@@ -112,3 +112,51 @@ async def move_heads(conn: asyncpg.Connection, heads: dict[uuid.UUID, uuid.UUID]
         list(heads),
         list(heads.values()),
     )
+
+
+class SurveyState(msgspec.Struct, frozen=True):
+    """What a batch needs to know about a survey beyond its (immutable) versions."""
+
+    id: uuid.UUID
+    province_id: int | None  # None: national
+    household_state: bool  # its submissions are the household's state (and the statistics')
+    closed: bool
+
+
+async def survey_states(
+    conn: asyncpg.Connection, survey_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, SurveyState]:
+    rows = await conn.fetch(
+        """SELECT id, province_id, household_state, closed_at IS NOT NULL AS closed
+           FROM survey WHERE id = ANY($1::uuid[])""",
+        survey_ids,
+    )
+    return {row["id"]: msgspec.convert(row, SurveyState, from_attributes=True) for row in rows}
+
+
+async def campaign_heads(
+    conn: asyncpg.Connection, pairs: list[tuple[uuid.UUID, uuid.UUID]]
+) -> dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID]:
+    """The current submission of each (household, campaign survey) pair that has one."""
+    rows = await conn.fetch(
+        """SELECT h.household_id, h.survey_id, h.submission_id
+           FROM unnest($1::uuid[], $2::uuid[]) AS k(household_id, survey_id)
+           JOIN survey_head h USING (household_id, survey_id)""",
+        [household for household, _ in pairs],
+        [survey for _, survey in pairs],
+    )
+    return {(row["household_id"], row["survey_id"]): row["submission_id"] for row in rows}
+
+
+async def move_campaign_heads(
+    conn: asyncpg.Connection, heads: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID]
+) -> None:
+    await conn.execute(
+        """INSERT INTO survey_head (household_id, survey_id, submission_id)
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])
+           ON CONFLICT (household_id, survey_id)
+           DO UPDATE SET submission_id = excluded.submission_id""",
+        [household for household, _ in heads],
+        [survey for _, survey in heads],
+        list(heads.values()),
+    )

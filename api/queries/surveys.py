@@ -67,28 +67,55 @@ async def get_versions(
     return [_version(row) for row in rows]
 
 
-async def list_surveys(conn: asyncpg.Connection, *, with_drafts: bool) -> list[SurveySummary]:
-    rows = await conn.fetch(
-        """SELECT s.id, s.code, s.draft IS NOT NULL AS has_draft,
-                  max(v.version) AS latest_version,
+_SUMMARY = """SELECT s.id, s.code, s.draft IS NOT NULL AS has_draft,
+                  max(v.version) AS latest_version, s.closed_at IS NOT NULL AS closed,
+                  p.code AS province_code,
                   coalesce((array_agg(v.definition -> 'title' ORDER BY v.version DESC))[1],
                            s.draft -> 'title') AS title
            FROM survey s LEFT JOIN survey_version v ON v.survey_id = s.id
-           GROUP BY s.id
+           LEFT JOIN area p ON p.id = s.province_id"""
+
+
+def _summary(row: asyncpg.Record) -> SurveySummary:
+    return SurveySummary(
+        id=row["id"],
+        code=row["code"],
+        title=msgspec.convert(row["title"], Localized),
+        latest_version=row["latest_version"],
+        has_draft=row["has_draft"],
+        province_code=row["province_code"],
+        closed=row["closed"],
+    )
+
+
+async def survey_summary(conn: asyncpg.Connection, survey_id: uuid.UUID) -> SurveySummary | None:
+    row = await conn.fetchrow(f"{_SUMMARY} WHERE s.id = $1 GROUP BY s.id, p.code", survey_id)
+    return None if row is None else _summary(row)
+
+
+async def province_code(conn: asyncpg.Connection, survey_id: uuid.UUID) -> str | None:
+    code: str | None = await conn.fetchval(
+        "SELECT p.code FROM survey s JOIN area p ON p.id = s.province_id WHERE s.id = $1",
+        survey_id,
+    )
+    return code
+
+
+async def list_surveys(
+    conn: asyncpg.Connection, *, with_drafts: bool, province_id: int | None, everywhere: bool
+) -> list[SurveySummary]:
+    """The national surveys and ``province_id``'s (every province's when ``everywhere``)."""
+    rows = await conn.fetch(
+        f"""{_SUMMARY}
+           WHERE $2 OR s.province_id IS NULL OR s.province_id = $3
+           GROUP BY s.id, p.code
            HAVING $1 OR max(v.version) IS NOT NULL
            ORDER BY s.code""",
         with_drafts,
+        everywhere,
+        province_id,
     )
-    return [
-        SurveySummary(
-            id=row["id"],
-            code=row["code"],
-            title=msgspec.convert(row["title"], Localized),
-            latest_version=row["latest_version"],
-            has_draft=row["has_draft"],
-        )
-        for row in rows
-    ]
+    return [_summary(row) for row in rows]
 
 
 async def create_survey(
@@ -97,16 +124,18 @@ async def create_survey(
     code: str,
     draft: SurveyDefinition,
     created_by: uuid.UUID,
+    province_id: int | None,
 ) -> bool:
     """False when the id or the code is already taken."""
     inserted = await conn.fetchval(
-        """INSERT INTO survey (id, code, draft, draft_updated_at, created_by)
-           VALUES ($1, $2, $3, now(), $4)
+        """INSERT INTO survey (id, code, draft, draft_updated_at, created_by, province_id)
+           VALUES ($1, $2, $3, now(), $4, $5)
            ON CONFLICT DO NOTHING RETURNING true""",
         survey_id,
         code,
         msgspec.to_builtins(draft),
         created_by,
+        province_id,
     )
     return bool(inserted)
 
@@ -114,9 +143,61 @@ async def create_survey(
 async def lock_survey(conn: asyncpg.Connection, survey_id: uuid.UUID) -> dict[str, Any] | None:
     """The survey's row (with its draft, or None), locked until the end of the transaction."""
     row = await conn.fetchrow(
-        "SELECT id, code, draft FROM survey WHERE id = $1 FOR UPDATE", survey_id
+        """SELECT id, code, draft, province_id, household_state, closed_at
+           FROM survey WHERE id = $1 FOR UPDATE""",
+        survey_id,
     )
     return None if row is None else dict(row)
+
+
+async def latest_definition(
+    conn: asyncpg.Connection, survey_id: uuid.UUID
+) -> SurveyDefinition | None:
+    """The last published version's definition, if any."""
+    definition = await conn.fetchval(
+        """SELECT definition FROM survey_version WHERE survey_id = $1
+           ORDER BY version DESC LIMIT 1""",
+        survey_id,
+    )
+    return None if definition is None else msgspec.convert(definition, SurveyDefinition)
+
+
+async def choices_in_use(
+    conn: asyncpg.Connection, survey_id: uuid.UUID, removed: list[tuple[bool, str, str]]
+) -> set[tuple[bool, str, str]]:
+    """Which of the (member level?, key, choice value) triples stored answers use.
+
+    A single choice is stored as the text, a multiple choice as a list containing it."""
+    rows = await conn.fetch(
+        """SELECT r.member, r.key, r.value
+           FROM unnest($2::bool[], $3::text[], $4::text[]) AS r(member, key, value)
+           WHERE CASE WHEN r.member THEN EXISTS (
+                     SELECT 1 FROM submission s, jsonb_array_elements(s.members) m
+                     WHERE s.survey_id = $1
+                       AND (m -> 'answers' -> r.key = to_jsonb(r.value)
+                            OR m -> 'answers' -> r.key @> jsonb_build_array(r.value)))
+                 ELSE EXISTS (
+                     SELECT 1 FROM submission s
+                     WHERE s.survey_id = $1
+                       AND (s.answers -> r.key = to_jsonb(r.value)
+                            OR s.answers -> r.key @> jsonb_build_array(r.value)))
+                 END""",
+        survey_id,
+        [member for member, _, _ in removed],
+        [key for _, key, _ in removed],
+        [value for _, _, value in removed],
+    )
+    return {(row["member"], row["key"], row["value"]) for row in rows}
+
+
+async def close_survey(
+    conn: asyncpg.Connection, survey_id: uuid.UUID, closed_by: uuid.UUID
+) -> None:
+    await conn.execute(
+        "UPDATE survey SET closed_at = now(), closed_by = $2 WHERE id = $1 AND closed_at IS NULL",
+        survey_id,
+        closed_by,
+    )
 
 
 async def save_draft(

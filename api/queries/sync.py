@@ -33,13 +33,16 @@ async def changes(
     conn: asyncpg.Connection,
     *,
     ward_id: int,
+    province_id: int | None,
     household_id: uuid.UUID | None,
     low: int,
     high: int,
     after: Change | None,
     limit: int,
 ) -> list[Change]:
-    """Changes in [low, high) for a ward (or one household of it), in (xid, kind, key) order."""
+    """Changes in [low, high) for a ward (or one household of it), in (xid, kind, key) order.
+
+    Survey versions: the national surveys' and the ward's province's."""
     rows = await conn.fetch(
         """SELECT xid, kind, key FROM (
                SELECT change_xid::text::bigint AS xid, 1 AS kind, id::text AS key
@@ -52,9 +55,10 @@ async def changes(
                WHERE ward_id = $1 AND ($2::uuid IS NULL OR household_id = $2)
                  AND change_xid >= $3::text::xid8 AND change_xid < $4::text::xid8
                UNION ALL
-               SELECT change_xid::text::bigint, 0, survey_id::text || '/' || version
-               FROM survey_version
-               WHERE change_xid >= $3::text::xid8 AND change_xid < $4::text::xid8
+               SELECT v.change_xid::text::bigint, 0, v.survey_id::text || '/' || v.version
+               FROM survey_version v JOIN survey s ON s.id = v.survey_id
+               WHERE v.change_xid >= $3::text::xid8 AND v.change_xid < $4::text::xid8
+                 AND (s.province_id IS NULL OR s.province_id = $9)
                UNION ALL
                SELECT change_xid::text::bigint, 3, module_id::text || '/' || version
                FROM learning_module_version
@@ -76,6 +80,7 @@ async def changes(
         after.kind if after else None,
         after.key if after else None,
         limit,
+        province_id,
     )
     return [Change(row["xid"], row["kind"], row["key"]) for row in rows]
 

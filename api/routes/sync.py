@@ -15,6 +15,8 @@ from litestar.security.jwt import Token
 
 from api.auth import Principal, Role, requires_role
 from api.errors import Conflict, FieldError, NotFound, ValidationFailed, invalid, problems
+from api.fieldwork import assignments as work
+from api.fieldwork import review
 from api.fieldwork.visit_plan import pull_plan
 from api.i18n import N_, negotiate
 from api.ingest import ingest
@@ -39,11 +41,15 @@ PullLimit = Annotated[int, Parameter(ge=1, le=1000, description="Changes per pag
 
 
 class PullCursor(NamedTuple):
-    """Where a client is in the change stream: [low, high) and the last change it got."""
+    """Where a client is in the change stream: [low, high) and the last change it got.
+
+    ``assigned``: a team member's first pull starts with their assigned households (in id
+    order: "" before the first, else the last one sent), then reads the stream from 0."""
 
     low: int
     high: int | None = None
     after: q.Change | None = None
+    assigned: str | None = None
 
 
 @get("/sync/pull", guards=[requires_role(*COLLECTORS)], tags=["sync"], responses=problems(401, 403))
@@ -64,16 +70,44 @@ async def pull(
 
     A team member's last page (``more: false``) also carries their visit plan as of now,
     ``visitPlan``: the first 200 rows of ``GET /areas/{wardCode}/visit-plan`` (households
-    to visit next and why, in the caller's language; ``nextCursor`` continues it online).
+    to visit next and why, in the caller's language; ``nextCursor`` continues it online),
+    and their ``assignments`` (``PUT /teams/{id}/assignments``). A team member's first pull
+    (no ``since``) begins with pages of their assigned households' states; the whole ward
+    follows (including those households again), as it stays readable to the ward's teams.
+    The last page also lists the caller's submissions a ward official sent back for a fix,
+    ``fixRequests``, until an edit supersedes them.
     """
     caller = request.user
     if caller.area_id is None:
         raise invalid("role", "not_allowed", N_("Only ward-level accounts sync households."))
-    position = decode_cursor(since, PullCursor) or PullCursor(low=0)
+    position = decode_cursor(since, PullCursor) or PullCursor(
+        low=0, assigned="" if caller.role == "team_member" else None
+    )
+    if position.assigned is not None:
+        after = uuid.UUID(position.assigned) if position.assigned else None
+        assigned = await work.assigned_households(
+            conn, caller.user_id, caller.area_id, after, limit + 1
+        )
+        if assigned:
+            # Their own households first; the stream that follows sends them again.
+            page = assigned[:limit]
+            return SyncPull(
+                cursor=encode_cursor(
+                    PullCursor(0, None, None, str(page[-1]))
+                    if len(assigned) > limit
+                    else PullCursor(0)
+                ),
+                more=True,
+                survey_versions=[],
+                households=await hq.household_states(conn, page),
+                deleted_households=[],
+            )
+        position = PullCursor(low=0)
     high = position.high if position.high is not None else await q.horizon(conn)
     found = await q.changes(
         conn,
         ward_id=caller.area_id,
+        province_id=caller.province_id,
         household_id=caller.household_id if caller.role == "resident" else None,
         low=position.low,
         high=high,
@@ -118,6 +152,12 @@ async def pull(
         visit_plan=None
         if more
         else await pull_plan(conn, await state.indicators.get(conn), caller, language),
+        assignments=None
+        if more or caller.role != "team_member"
+        else await work.member_assignments(conn, caller.user_id),
+        fix_requests=[]
+        if more or caller.role == "resident"
+        else await review.fix_requests(conn, caller.user_id, caller.area_id),
     )
 
 
@@ -179,7 +219,15 @@ async def push(
         )
     language = negotiate(request.headers.get("accept-language"))
     catalog = await state.indicators.get(conn)
-    results = await ingest(conn, state.surveys, catalog, request.user, data.submissions, language)
+    results = await ingest(
+        conn,
+        state.surveys,
+        catalog,
+        request.user,
+        data.submissions,
+        language,
+        events=state.settings.outbox,
+    )
     results += await push_progress(conn, state.modules, request.user, data.progress, language)
     results += await push_attempts(conn, state.modules, request.user, data.attempts, language)
     return PushResults(results=results)
@@ -212,7 +260,9 @@ async def create_submission(
     # the request) exactly as a push item is: strictly ("1" is not a version number).
     del data
     raw = await request.json()
-    (result,) = await ingest(conn, state.surveys, catalog, request.user, [raw], language)
+    (result,) = await ingest(
+        conn, state.surveys, catalog, request.user, [raw], language, events=state.settings.outbox
+    )
     if result.status == "accepted":
         return Response(result, status_code=201)
     if result.status == "duplicate":
@@ -222,6 +272,10 @@ async def create_submission(
         raise Conflict(
             N_("This submission conflicts with what is stored."),
             code=errors[0].code if errors else "conflict",
+        )
+    if any(error.code == "survey_closed" for error in errors):
+        raise Conflict(
+            N_("This survey is closed: it takes no new submissions."), code="survey_closed"
         )
     if any(error.code == "household_not_found" for error in errors):
         raise NotFound(N_("No household with this id in your area."), code="household_not_found")

@@ -21,6 +21,7 @@ from api.queries.modules import LearningCounts, LearningSummary, VersionSource, 
 from api.stats import counters as q
 from api.stats import sums
 from api.stats.catalog import COVERAGE, Catalog
+from api.stats.closing import closed_month
 from api.stats.counters import EMPTY, Cell, MonthlyDelta, add
 from api.stats.disclosure import (
     MIN_DENOMINATOR,
@@ -215,6 +216,17 @@ async def card(
     months before, and learning. ``exact`` only for a ward's own view."""
     units = units_of(catalog)
     own, found = await figures_now(conn, place, period, units, exact=exact)
+    # A ward's closed month keeps the counts it had when it was closed (api/stats/closing.py).
+    closed = (
+        await closed_month(conn, place.id, period.end)
+        if place.level == "ward" and place.id is not None and period.end is not None
+        else None
+    )
+    if closed is not None:
+        own = {
+            code: ward_figure(code, units.get(code, "percent"), cell, exact=exact)
+            for code, cell in closed.cells.items()
+        }
     end = last_month(period)
     history = await figures_at(conn, place, window_ends(end), units, exact=exact)
     values = []
@@ -236,6 +248,7 @@ async def card(
             if period.end is None
             else None
         ),
+        closed=closed.public(language) if closed is not None else None,
     )
 
 

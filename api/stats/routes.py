@@ -18,6 +18,7 @@ from litestar.security.jwt import Token
 
 from api.auth import Principal, Role, requires_role
 from api.errors import Forbidden, NotFound, invalid, problems
+from api.events import outbox
 from api.i18n import N_, negotiate
 from api.pagination import decode_cursor, encode_cursor
 from api.params import AreaCode, Cursor
@@ -449,6 +450,9 @@ async def set_target(
                 "value": data.value,
                 "previous": previous,
             },
+        )
+        await outbox.target_changed(
+            conn, place.code, place.province_id, chosen.code, data.year, data.value
         )
     return Target(area_code=place.code, indicator=chosen.code, year=data.year, value=data.value)
 

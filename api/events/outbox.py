@@ -1,0 +1,120 @@
+"""Writing events to the outbox, inside the caller's transaction.
+
+An event's ``body`` never holds answers; a submission event keeps the submission's id, and
+the worker reads its answers from the submission (which never changes) only for webhooks an
+administrator registered for answers, so the outbox never copies them. Rows carry the
+writing transaction's id (``change_xid``): the worker reads only rows below the oldest
+running transaction, so an event committed late is never skipped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+SUBMISSION_ACCEPTED = "submission.accepted"
+HOUSEHOLD_DELETED = "household.deleted"
+REVIEW_DECIDED = "review.decided"
+TARGET_CHANGED = "target.changed"
+
+
+async def submissions_accepted(conn: asyncpg.Connection, rows: Sequence[Any]) -> None:
+    """One event per accepted submission (``rows``: api.queries.submissions.NewRow)."""
+    await conn.execute(
+        """INSERT INTO outbox (event_id, type, province_id, household_id, body, submission_id)
+           SELECT gen_random_uuid(), 'submission.accepted', s.province_id, s.household_id,
+                  jsonb_build_object(
+                      'provinceCode', p.code, 'wardCode', w.code,
+                      'householdId', s.household_id,
+                      'data', jsonb_build_object(
+                          'submissionId', s.id, 'surveyId', s.survey_id,
+                          'surveyVersion', s.survey_version, 'collectedAt', s.collected_at,
+                          'supersedes', s.supersedes)),
+                  s.id
+           FROM unnest($1::uuid[]) WITH ORDINALITY AS n(id, position)
+           JOIN submission s ON s.id = n.id
+           JOIN area p ON p.id = s.province_id JOIN area w ON w.id = s.ward_id
+           ORDER BY n.position""",
+        [row.id for row in rows],
+    )
+    await _wake(conn)
+
+
+async def household_deleted(
+    conn: asyncpg.Connection, household_id: uuid.UUID, ward_id: int, province_id: int
+) -> None:
+    await _one(
+        conn,
+        HOUSEHOLD_DELETED,
+        province_id,
+        household_id,
+        ward_id,
+        {"householdId": str(household_id)},
+    )
+
+
+async def review_decided(
+    conn: asyncpg.Connection,
+    submission_id: uuid.UUID,
+    household_id: uuid.UUID,
+    ward_id: int,
+    province_id: int | None,
+    status: str,
+) -> None:
+    await _one(
+        conn,
+        REVIEW_DECIDED,
+        province_id,
+        household_id,
+        ward_id,
+        {"submissionId": str(submission_id), "status": status},
+    )
+
+
+async def target_changed(
+    conn: asyncpg.Connection,
+    area_code: str,
+    province_id: int | None,
+    indicator: str,
+    year: int,
+    value: float,
+) -> None:
+    await _one(
+        conn,
+        TARGET_CHANGED,
+        province_id,
+        None,
+        None,
+        {"areaCode": area_code, "indicator": indicator, "year": year, "value": value},
+    )
+
+
+async def _one(
+    conn: asyncpg.Connection,
+    kind: str,
+    province_id: int | None,
+    household_id: uuid.UUID | None,
+    ward_id: int | None,
+    data: dict[str, Any],
+) -> None:
+    await conn.execute(
+        """INSERT INTO outbox (event_id, type, province_id, household_id, body)
+           SELECT gen_random_uuid(), $1, $2, $3,
+                  jsonb_build_object('provinceCode', (SELECT code FROM area WHERE id = $2),
+                                     'wardCode', (SELECT code FROM area WHERE id = $4),
+                                     'householdId', $3::uuid, 'data', $5::jsonb)""",
+        kind,
+        province_id,
+        household_id,
+        ward_id,
+        data,
+    )
+    await _wake(conn)
+
+
+async def _wake(conn: asyncpg.Connection) -> None:
+    # Delivered at commit: the worker wakes without polling (it also polls, as a fallback).
+    await conn.execute("SELECT pg_notify('outbox', '')")

@@ -1,0 +1,301 @@
+"""Webhooks: signed events delivered at least once, in order per household, through a
+receiver on loopback that fails its first attempts; retries, the delivery log, manual
+redelivery, pausing after failing too long, and scope."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from api.config import Settings
+from tests.conftest import HAC_THANH, THANH_HOA, Accounts, member, submission
+
+pytestmark = pytest.mark.anyio
+
+Client = AsyncTestClient[Litestar]
+
+
+class Receiver:
+    """A plain HTTP server on loopback, in a thread of its own (independent of the test's
+    and the app's event loops), that answers 500 to its first ``failures`` requests, then
+    200; it keeps every request it got (headers, body, answered status)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.requests: list[tuple[dict[str, str], bytes, int]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with receiver.lock:
+                    status = 500 if len(receiver.requests) < receiver.failures else 200
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    receiver.requests.append((headers, body, status))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def accepted(self) -> list[dict[str, Any]]:
+        with self.lock:
+            done = [body for _, body, status in self.requests if status == 200]
+        return [msgspec.json.decode(body) for body in done]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver(failures=3)
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def app(dsn: str, settings: Settings) -> Litestar:
+    # The delivery worker runs, retrying fast so that the test takes seconds.
+    return create_app(
+        dsn,
+        msgspec.structs.replace(
+            settings,
+            webhook_worker=True,
+            webhook_retry_base=0.05,
+            webhook_poll=0.1,
+            webhook_pause_after=1.0,
+        ),
+    )
+
+
+async def wait_for(check: Any, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def signed(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    timestamp = headers["x-congdongso-timestamp"]
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return hmac.compare_digest(headers["x-congdongso-signature"], f"v1={expected.hexdigest()}")
+
+
+async def test_events_arrive_signed_in_order_and_none_is_lost(
+    client: Client, accounts: Accounts, receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    admin = await accounts.headers(await accounts.create("admin"))
+    official = await accounts.headers(await accounts.create("ward_official", HAC_THANH))
+    team = await accounts.headers(
+        await accounts.create("team_member", HAC_THANH, team_id=await accounts.team(HAC_THANH))
+    )
+    created = await client.post("/api/v1/webhooks", json={"url": receiver.url}, headers=admin)
+    assert created.status_code == 201, created.text
+    webhook_id, secret = created.json()["webhook"]["id"], created.json()["secret"]
+
+    homes = []
+    for _ in range(2):
+        response = await client.post(
+            "/api/v1/households", json={"wardCode": HAC_THANH}, headers=team
+        )
+        homes.append(response.json()["id"])
+    chains: dict[str, list[str]] = {home: [] for home in homes}
+    previous: dict[str, str | None] = {home: None for home in homes}
+    for round_ in range(3):
+        items = []
+        for home in homes:
+            item = submission(home, [member(1980 + round_)], supersedes=previous[home], hh_size=1)
+            items.append(item)
+            previous[home] = item["id"]
+            chains[home].append(item["id"])
+        response = await client.post("/api/v1/sync/push", json={"submissions": items}, headers=team)
+        assert [r["status"] for r in response.json()["results"]] == ["accepted", "accepted"]
+    reviewed = await client.put(
+        f"/api/v1/submissions/{previous[homes[0]]}/review",
+        json={"status": "approved"},
+        headers=official,
+    )
+    assert reviewed.status_code == 200
+    target = await client.put(
+        f"/api/v1/targets/{HAC_THANH}/HH_BROADBAND",
+        json={"year": 2025, "value": 0.8},
+        headers=admin,
+    )
+    assert target.status_code == 200, target.text
+    expected = await db.fetch("SELECT event_id, type FROM outbox ORDER BY change_xid, id")
+    assert [row["type"] for row in expected] == ["submission.accepted"] * 6 + [
+        "review.decided",
+        "target.changed",
+    ]
+
+    async def all_delivered() -> bool:
+        return {e["id"] for e in receiver.accepted()} >= {str(r["event_id"]) for r in expected}
+
+    await wait_for(all_delivered)
+    # Every request is signed; the first three failed and were retried.
+    assert [status for _, _, status in receiver.requests[:4]] == [500, 500, 500, 200]
+    for headers, body, _ in receiver.requests:
+        assert signed(secret, headers, body)
+        assert abs(int(headers["x-congdongso-timestamp"]) - time.time()) < 60
+        assert headers["x-congdongso-event-id"] == msgspec.json.decode(body)["id"]
+    # Duplicates only ever repeat an event id; none is lost; the order is the outbox's.
+    received = [e["id"] for e in receiver.accepted()]
+    assert received == [str(row["event_id"]) for row in expected]
+    failed_ids = {msgspec.json.decode(b)["id"] for _, b, s in receiver.requests if s != 200}
+    assert failed_ids <= set(received)
+    # Per household, the submissions in the order they were made; never any answers.
+    for home, chain in chains.items():
+        events = [
+            e
+            for e in receiver.accepted()
+            if e["type"] == "submission.accepted" and e["householdId"] == home
+        ]
+        assert [e["data"]["submissionId"] for e in events] == chain
+        assert all("answers" not in e["data"] and "members" not in e["data"] for e in events)
+        assert events[0]["wardCode"] == HAC_THANH
+        assert events[0]["provinceCode"] == THANH_HOA
+
+    log = await client.get(f"/api/v1/webhooks/{webhook_id}/deliveries", headers=admin)
+    attempts = list(reversed(log.json()))
+    assert [(a["attempt"], a["delivered"]) for a in attempts[:4]] == [
+        (1, False),
+        (2, False),
+        (3, False),
+        (4, True),
+    ]
+    assert attempts[0]["statusCode"] == 500
+    assert sum(a["delivered"] for a in attempts) == len(expected)
+
+    # A manual redelivery sends the same event (same id) again and is logged as manual.
+    first_event = str(expected[0]["event_id"])
+    again = await client.post(
+        f"/api/v1/webhooks/{webhook_id}/events/{first_event}/redeliver", headers=admin
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["manual"] is True
+    assert again.json()["delivered"] is True, (again.json()["error"], again.json()["statusCode"])
+    assert receiver.accepted()[-1]["id"] == first_event
+
+
+async def test_answers_only_for_an_admins_webhook_and_scope(
+    client: Client, accounts: Accounts, receiver: Receiver, db: asyncpg.Connection
+) -> None:
+    receiver.failures = 0
+    admin = await accounts.headers(await accounts.create("admin"))
+    province = await accounts.headers(await accounts.create("province_official", THANH_HOA))
+    other = await accounts.headers(await accounts.create("province_official", "01"))
+    refused = await client.post(
+        "/api/v1/webhooks", json={"url": receiver.url, "includeAnswers": True}, headers=province
+    )
+    assert refused.status_code == 403
+    mine = await client.post("/api/v1/webhooks", json={"url": receiver.url}, headers=province)
+    assert mine.json()["webhook"]["provinceCode"] == THANH_HOA
+    outside = await client.post(
+        "/api/v1/webhooks", json={"url": receiver.url, "provinceCode": THANH_HOA}, headers=other
+    )
+    assert outside.status_code == 400
+    webhook_id = mine.json()["webhook"]["id"]
+    assert (
+        await client.get(f"/api/v1/webhooks/{webhook_id}/deliveries", headers=other)
+    ).status_code == 404
+    assert [w["id"] for w in (await client.get("/api/v1/webhooks", headers=other)).json()] == []
+
+    with_answers = await client.post(
+        "/api/v1/webhooks",
+        json={"url": receiver.url, "includeAnswers": True, "provinceCode": THANH_HOA},
+        headers=admin,
+    )
+    assert with_answers.status_code == 201
+    audited = await db.fetchrow(
+        "SELECT detail FROM audit_log WHERE action = 'webhook_created' AND subject_id = $1",
+        with_answers.json()["webhook"]["id"],
+    )
+    assert audited["detail"]["includeAnswers"] is True
+
+    team = await accounts.headers(
+        await accounts.create("team_member", HAC_THANH, team_id=await accounts.team(HAC_THANH))
+    )
+    home = (
+        await client.post("/api/v1/households", json={"wardCode": HAC_THANH}, headers=team)
+    ).json()["id"]
+    pushed = await client.post(
+        "/api/v1/sync/push", json={"submissions": [submission(home)]}, headers=team
+    )
+    assert pushed.json()["results"][0]["status"] == "accepted"
+
+    async def both() -> bool:
+        return len(receiver.accepted()) >= 2
+
+    await wait_for(both)
+    bodies = receiver.accepted()
+    assert {e["id"] for e in bodies} == {bodies[0]["id"]}  # one event, to each webhook
+    assert sorted("answers" in e["data"] for e in bodies) == [False, True]
+    full = next(e for e in bodies if "answers" in e["data"])
+    assert full["data"]["answers"]["hh_broadband"] == "fibre"
+    assert len(full["data"]["members"]) == 3
+
+
+async def test_a_webhook_failing_too_long_is_paused_and_resumed(
+    client: Client, accounts: Accounts, db: asyncpg.Connection
+) -> None:
+    admin = await accounts.headers(await accounts.create("admin"))
+    down = Receiver(failures=10**6)
+    try:
+        created = await client.post("/api/v1/webhooks", json={"url": down.url}, headers=admin)
+        webhook_id = created.json()["webhook"]["id"]
+        target = await client.put(
+            f"/api/v1/targets/{THANH_HOA}/HH_BROADBAND",
+            json={"year": 2025, "value": 0.9},
+            headers=admin,
+        )
+        assert target.status_code == 200
+
+        async def paused() -> bool:
+            found = await db.fetchval(
+                "SELECT paused_at IS NOT NULL FROM webhook WHERE id = $1", uuid.UUID(webhook_id)
+            )
+            return bool(found)
+
+        await wait_for(paused)
+        listed = (await client.get("/api/v1/webhooks", headers=admin)).json()
+        assert listed[0]["pausedAt"] is not None
+        tries = len(down.requests)
+        await asyncio.sleep(0.5)
+        assert len(down.requests) == tries  # paused: nothing more is sent
+        down.failures = 0
+        resumed = await client.post(f"/api/v1/webhooks/{webhook_id}/resume", headers=admin)
+        assert resumed.json()["pausedAt"] is None
+
+        async def delivered() -> bool:
+            return len(down.accepted()) == 1
+
+        await wait_for(delivered)  # the waiting event was kept, and goes once resumed
+        assert down.accepted()[0]["type"] == "target.changed"
+    finally:
+        down.close()
