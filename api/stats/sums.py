@@ -61,27 +61,33 @@ LATERAL (SELECT c.n + s.scale * z.noise AS scaled, z.noise) r
 GROUP BY c.province_id, c.measure, c.i
 """
 
-# Today's counters of every ward of the provinces ($4; NULL: all provinces).
+# Today's counters (with the unfolded log) of every ward of the provinces ($4; NULL: all).
 NOW_SQL: Final = f"""
 WITH cells AS (
     SELECT parent_id AS province_id, measure, 0 AS i,
            sum(numerator)::bigint AS n, sum(denominator)::bigint AS d,
            sum(numerator_key)::bigint AS nk, sum(denominator_key)::bigint AS dk
-    FROM stat_current
+    FROM stat_current_live
     WHERE parent_id IS NOT NULL AND ($4::int[] IS NULL OR parent_id = ANY($4::int[]))
     GROUP BY parent_id, area_id, measure
 ){_PERTURB_AND_ADD}"""
 
 # Each ward's counters as of each month in $5 (ascending month starts): the monthly changes
 # are put in the bucket of the first point they count in, then added up point by point.
-# $6: one measure, or NULL for all.
+# $6: one measure, or NULL for all. The wards' monthly changes are the folded ones and the log.
 AT_SQL: Final = f"""
 WITH bucketed AS (
-    SELECT w.province_id, d.area_id, d.measure, width_bucket(d.month - 1, $5::date[]) + 1 AS i,
+    SELECT d.province_id, d.area_id, d.measure, width_bucket(d.month - 1, $5::date[]) + 1 AS i,
            sum(d.numerator) AS n, sum(d.denominator) AS d,
            sum(d.numerator_key) AS nk, sum(d.denominator_key) AS dk
-    FROM stat_delta d JOIN area w ON w.id = d.area_id
-    WHERE w.level = 'ward' AND ($4::int[] IS NULL OR w.province_id = ANY($4::int[]))
+    FROM (SELECT w.province_id, s.area_id, s.measure, s.month, s.numerator, s.denominator,
+                 s.numerator_key, s.denominator_key
+          FROM stat_delta s JOIN area w ON w.id = s.area_id WHERE w.level = 'ward'
+          UNION ALL
+          SELECT province_id, ward_id, measure, month, numerator, denominator,
+                 numerator_key, denominator_key
+          FROM stat_log) d
+    WHERE ($4::int[] IS NULL OR d.province_id = ANY($4::int[]))
       AND d.month <= ($5::date[])[cardinality($5::date[])] AND ($6::text IS NULL OR d.measure = $6)
     GROUP BY 1, 2, 3, 4
 ), cells AS (
