@@ -291,10 +291,8 @@ async def _store_once(
         result(c, "accepted")
 
     if rows:
-        if await q.insert_submissions(conn, rows) != len(rows):
+        if await q.insert_submissions(conn, rows, moved) != len(rows):
             raise _Raced()
-        await q.move_heads(conn, moved)
-        # The counters change in the same transaction: a card never needs a scan.
-        changes = await stats.accepted_deltas(conn, catalog, [row.id for row in rows])
-        await stats.apply_deltas(conn, changes)
+        # The counters' log grows in the same transaction: a card never needs a scan.
+        await stats.log_accepted(conn, catalog, [row.id for row in rows])
     return outcome

@@ -140,11 +140,13 @@ async def serve(
     settings: dict[str, str] | None = None,
     app: str = APP,
     label: str | None = None,
+    cwd: Path = ROOT,
 ) -> AsyncIterator[Server]:
     """Run the API under ``name`` (granian or uvicorn, one worker per core) until the block
     ends, with default settings but for ``settings`` (CONGDONGSO_* variables, or others
     read by a bench-only ``app`` such as bench/exact_app.py). Its log goes to
-    ``<DATA_DIR>/<label or name>.log`` (give servers running together their own label)."""
+    ``<DATA_DIR>/<label or name>.log`` (give servers running together their own label).
+    ``cwd``: the source tree to run (another revision of the API, bench write)."""
     port = free_port()
     # As many workers as `congdongso serve` starts by default (one per core).
     workers = ctx.settings.workers
@@ -163,7 +165,7 @@ async def serve(
     log_path = DATA_DIR / f"{label or name}.log"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            *argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
         await _wait_ready(proc, port, log_path)

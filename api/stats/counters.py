@@ -43,6 +43,10 @@ def _deltas(rows: list[asyncpg.Record]) -> Deltas:
 
 # Keeping the counters -----------------------------------------------------------------------
 
+# Which provinces this request's writes changed, for the card caches of the other processes
+# (api/stats/cardcache.py announces them after the commit). Set per request.
+touched: ContextVar[set[int] | None] = ContextVar("touched", default=None)
+
 
 async def household_history(
     conn: asyncpg.Connection, catalog: Catalog, household_ids: list[uuid.UUID]
@@ -55,11 +59,26 @@ async def household_history(
     )
 
 
-async def accepted_deltas(
+async def log_accepted(
     conn: asyncpg.Connection, catalog: Catalog, submission_ids: list[uuid.UUID]
-) -> Deltas:
-    """What newly stored submissions change in the counters (see ``accepted_sql``)."""
-    return _deltas(await conn.fetch(catalog.accepted, submission_ids, *catalog.keys.params))
+) -> None:
+    """Append what newly stored submissions change in the counters (see ``accepted_sql``)
+    to the log: computed and appended in one statement, where edits and deletions go
+    through :func:`recounting`."""
+    provinces = await conn.fetch(
+        f"""WITH d AS ({catalog.accepted}), logged AS (
+                INSERT INTO stat_log (ward_id, province_id, month, measure, numerator,
+                                      denominator, numerator_key, denominator_key)
+                SELECT ward_id, province_id, month, measure, numerator, denominator,
+                       numerator_key, denominator_key FROM d
+                RETURNING province_id
+            ) SELECT DISTINCT province_id FROM logged""",
+        submission_ids,
+        *catalog.keys.params,
+    )
+    changed = touched.get()
+    if changed is not None:
+        changed.update(r[0] for r in provinces)
 
 
 def difference(after: Deltas, before: Deltas) -> Deltas:
@@ -69,11 +88,6 @@ def difference(after: Deltas, before: Deltas) -> Deltas:
         if new != old:
             changed[key] = (new[0] - old[0], new[1] - old[1], new[2] - old[2], new[3] - old[3])
     return changed
-
-
-# Which provinces this request's writes changed, for the card caches of the other processes
-# (api/stats/cardcache.py announces them after the commit). Set per request.
-touched: ContextVar[set[int] | None] = ContextVar("touched", default=None)
 
 
 async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
