@@ -18,13 +18,14 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
 
 from api.db import connect
 from bench import Result
-from bench.env import DATA_DIR, ROOT, Context, Server, serve
+from bench.env import DATA_DIR, ROOT, Context, Server, cpu_seconds, postmaster_pid, serve
 from bench.sync import (
     BATCH,
     PASSWORD,
@@ -89,10 +90,39 @@ class Pool:
             yield self.ids.pop()
 
 
+class Figures(NamedTuple):
+    push: float  # submissions/s
+    single: float  # requests/s
+    # CPU per stored submission, in microseconds: the API's processes and PostgreSQL's
+    push_app: float
+    push_db: float
+    single_app: float
+    single_db: float
+    note: str
+
+
+class Cpu:
+    """CPU time of the server's processes and of PostgreSQL over a measurement."""
+
+    def __init__(self, server: Server, postmaster: int | None) -> None:
+        self.server, self.postmaster = server, postmaster
+        self.app = cpu_seconds(server.pid)
+        self.db = cpu_seconds(postmaster) if postmaster else 0.0
+
+    def per_item(self, items: int) -> tuple[float, float]:
+        app = cpu_seconds(self.server.pid) - self.app
+        db = cpu_seconds(self.postmaster) - self.db if self.postmaster else 0.0
+        return 1e6 * app / max(items, 1), 1e6 * db / max(items, 1)
+
+
 async def measure(
-    server: Server, token: str, pool: Pool, rng: random.Random, duration: float
-) -> tuple[float, float, str]:
-    """Submissions per second pushed, single submissions per second, and a note."""
+    server: Server,
+    token: str,
+    pool: Pool,
+    rng: random.Random,
+    duration: float,
+    postmaster: int | None,
+) -> Figures:
     fresh = await pool.top_up(int(PUSH_CAP * (duration + 1)))
 
     def push_body() -> bytes | None:
@@ -105,9 +135,11 @@ async def measure(
 
     path = "/api/v1/sync/push"
     await _clients(server, token, path, push_body, _push_check, connections=2, duration=1)
+    cpu = Cpu(server, postmaster)
     pushed, accepted = await _clients(
         server, token, path, push_body, _push_check, connections=PUSH_CLIENTS, duration=duration
     )
+    push_app, push_db = cpu.per_item(accepted)
     fresh = await pool.top_up(int(SINGLE_CAP * (duration + 1)))
 
     def single_body() -> bytes | None:
@@ -116,7 +148,8 @@ async def measure(
 
     path = "/api/v1/submissions"
     await _clients(server, token, path, single_body, _single_check, connections=8, duration=1)
-    single, _ = await _clients(
+    cpu = Cpu(server, postmaster)
+    single, stored = await _clients(
         server,
         token,
         path,
@@ -125,13 +158,22 @@ async def measure(
         connections=SINGLE_CLIENTS,
         duration=duration,
     )
+    single_app, single_db = cpu.per_item(stored)
     if pushed.errors or single.errors:
         raise RuntimeError(f"{server.name}: {pushed.errors} pushes and {single.errors} failed")
     note = (
         f"push p99 {pushed.p99_ms:.0f} ms, single p50 {single.p50_ms:.0f} ms / "
         f"p99 {single.p99_ms:.0f} ms"
     )
-    return accepted / pushed.seconds, single.rps, note
+    return Figures(
+        accepted / pushed.seconds,
+        single.rps,
+        push_app,
+        push_db,
+        single_app,
+        single_db,
+        note,
+    )
 
 
 def spread(values: list[float]) -> str:
@@ -152,10 +194,14 @@ async def run(ctx: Context) -> list[Result]:
         await conn.close()
     pool = Pool(ctx.dsn, area)
     tree = main_tree()
-    figures: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    postmaster = postmaster_pid(ctx.dsn)
+    figures: dict[str, list[Figures]] = {v: [] for v in VARIANTS}
     token = ""
     for number in range(1, rounds + 1):
-        for variant in VARIANTS:
+        # Each variant in every position in turn: whatever the previous one left running
+        # (autovacuum, the folder) falls on each alike.
+        shift = (number - 1) % len(VARIANTS)
+        for variant in VARIANTS[shift:] + VARIANTS[:shift]:
             if variant == "bare":
                 server_cm = serve(
                     ctx,
@@ -174,47 +220,65 @@ async def run(ctx: Context) -> list[Result]:
                 if not token:
                     token = await server.login("+84910000001", PASSWORD)
                 load = os.getloadavg()[0]
-                push_rate, single_rate, note = await measure(server, token, pool, rng, duration)
-            figures[variant].append((push_rate, single_rate))
+                got = await measure(server, token, pool, rng, duration, postmaster)
+            figures[variant].append(got)
             print(
-                f"  round {number}, {variant:<9}: push {push_rate:>7,.0f} subs/s, "
-                f"single {single_rate:>6,.0f} req/s (load {load:.1f}; {note})"
+                f"  round {number}, {variant:<9}: push {got.push:>7,.0f} subs/s "
+                f"(CPU/sub: API {got.push_app:,.0f} µs, PostgreSQL {got.push_db:,.0f} µs), "
+                f"single {got.single:>6,.0f} req/s (API {got.single_app:,.0f} µs, "
+                f"PostgreSQL {got.single_db:,.0f} µs); load {load:.1f}; {got.note}"
             )
-        bare_push, bare_single = figures["bare"][-1]
-        tree_push, tree_single = figures["this tree"][-1]
-        main_push, main_single = figures["main"][-1]
+        bare, this, before = figures["bare"][-1], figures["this tree"][-1], figures["main"][-1]
         print(
-            f"  round {number} ratios: this tree/main push ×{tree_push / main_push:.2f}, "
-            f"single ×{tree_single / main_single:.2f}; vs bare push ×{tree_push / bare_push:.2f}"
-            f", single ×{tree_single / bare_single:.2f}"
+            f"  round {number} ratios: this tree/main push ×{this.push / before.push:.2f}, "
+            f"single ×{this.single / before.single:.2f}; vs bare push ×{this.push / bare.push:.2f}"
+            f", single ×{this.single / bare.single:.2f}"
         )
 
-    def ratios(variant: str, of: str, index: int) -> list[float]:
-        return [a[index] / b[index] for a, b in zip(figures[variant], figures[of], strict=True)]
+    def column(variant: str, field: str) -> list[float]:
+        return [getattr(f, field) for f in figures[variant]]
+
+    def ratios(variant: str, of: str, field: str) -> list[float]:
+        return [a / b for a, b in zip(column(variant, field), column(of, field), strict=True)]
 
     results: list[Result] = []
-    for index, (kind, unit) in enumerate((("push", "subs/s"), ("single", "req/s"))):
-        bare = Result(
+    for kind, unit in (("push", "subs/s"), ("single", "req/s")):
+        bare_result = Result(
             label=f"bare stack, {kind}",
-            value=statistics.median(f[index] for f in figures["bare"]),
+            value=statistics.median(column("bare", kind)),
             unit=unit,
-            note=f"range {spread([f[index] for f in figures['bare']])}",
+            note=f"range {spread(column('bare', kind))}",
         )
-        results.append(bare)
+        results.append(bare_result)
         for variant in ("main", "this tree"):
-            values = [f[index] for f in figures[variant]]
-            within = ratios(variant, "bare", index)
-            note = f"range {spread(values)}; ×{min(within):.2f}–{max(within):.2f} of bare by round"
+            within = ratios(variant, "bare", kind)
+            note = (
+                f"range {spread(column(variant, kind))}; "
+                f"×{min(within):.2f}–{max(within):.2f} of bare by round"
+            )
             if variant == "this tree":
-                gain = ratios("this tree", "main", index)
+                gain = ratios("this tree", "main", kind)
                 note += f"; ×{min(gain):.2f}–{max(gain):.2f} of main by round"
             results.append(
                 Result(
                     label=f"{variant}, {kind}",
-                    value=statistics.median(values),
+                    value=statistics.median(column(variant, kind)),
                     unit=unit,
-                    baseline=bare,
+                    baseline=bare_result,
                     note=note,
                 )
             )
+        if postmaster is None:
+            continue
+        for variant in VARIANTS:
+            for side, name in (("app", "API"), ("db", "PostgreSQL")):
+                values = column(variant, f"{kind}_{side}")
+                results.append(
+                    Result(
+                        label=f"{variant}, {kind}: {name} CPU per submission",
+                        value=statistics.median(values),
+                        unit="µs",
+                        note=f"range {spread(values)}",
+                    )
+                )
     return results
