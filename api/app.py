@@ -40,6 +40,7 @@ from api.stats import closing
 from api.stats import routes as stats
 from api.stats.cardcache import CardCache
 from api.stats.catalog import CatalogCache
+from api.stats.folder import Folder
 from api.stats.keys import record_keys
 from api.stats.places import Places
 
@@ -76,7 +77,8 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     settings = settings or settings_from_env()
     secret = jwt_secret(settings)
     security = jwt_auth(secret, settings.access_token_ttl)
-    cards = CardCache()
+    cards = CardCache(max_age=settings.card_max_age)
+    folder = Folder(dsn, settings.fold_interval)
     metrics = Metrics(get_pool=lambda: app.state.get("pool"), cards=cards)
 
     # Signing in needs no token; everything else under /api/v1 does (and says so in OpenAPI).
@@ -137,6 +139,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
                 if settings.webhook_worker
                 else []
             ),
+            folder.lifespan(),
         ],
         on_startup=[remember_allowed_methods],
         before_request=answer_options,
@@ -187,6 +190,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     app.state.indicators = CatalogCache(keys)
     app.state.places = Places()
     app.state.cards = cards
+    app.state.folder = folder
     app.state.modules = ModuleCache(keys)
     app.state.jwt_secret = secret
     app.state.metrics = metrics

@@ -44,6 +44,8 @@ _ENV_NAMES = {
     "CONGDONGSO_WEBHOOK_RETRY_BASE": "webhook_retry_base",
     "CONGDONGSO_WEBHOOK_PAUSE_AFTER": "webhook_pause_after",
     "CONGDONGSO_WEBHOOK_POLL": "webhook_poll",
+    "CONGDONGSO_CARD_MAX_AGE": "card_max_age",
+    "CONGDONGSO_FOLD_INTERVAL": "fold_interval",
 }
 
 
@@ -78,6 +80,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Keep rendered cards until their province changes (api/cardcache.py); false: build
     # every card (one listening connection fewer per worker).
     card_cache: bool = True
+    # Seconds a kept card may live: other processes' writes announce themselves after their
+    # commit, and this bounds a card's age if one dies before it could.
+    card_max_age: float = 1.0
+    # Seconds between folds of the counters' log into the counters (api/stats/folder.py).
+    fold_interval: float = 0.5
     # /metrics for a scraper holding this bearer token; unset: only from this machine.
     metrics_token: str | None = None
     outbox: bool = True  # write events for webhooks (off only to measure its cost)

@@ -350,16 +350,13 @@ async def _store_once(
         result(c, "accepted")
 
     if rows:
-        if await q.insert_submissions(conn, rows) != len(rows):
+        if await q.insert_submissions(conn, rows, moved) != len(rows):
             raise _Raced()
-        if moved:
-            await q.move_heads(conn, moved)
         if moved_campaigns:
             await q.move_campaign_heads(conn, moved_campaigns)
         if events:
             await outbox.submissions_accepted(conn, rows)
         if state_rows:
-            # The counters change in the same transaction: a card never needs a scan.
-            changes = await stats.accepted_deltas(conn, catalog, state_rows)
-            await stats.apply_deltas(conn, changes)
+            # The counters' log grows in the same transaction: a card never needs a scan.
+            await stats.log_accepted(conn, catalog, state_rows)
     return outcome

@@ -24,6 +24,7 @@ MODULES = [
     "server_choice",
     "login_cost",
     "sync",
+    "write_path",
     "stats",
     "modules",
     "privacy",

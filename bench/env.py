@@ -116,6 +116,7 @@ def free_port() -> int:
 class Server:
     name: str
     port: int
+    pid: int = 0  # the server's main process (its workers are its children)
 
     def target(
         self, method: str, path: str, *, token: str | None = None, body: bytes | None = None
@@ -140,11 +141,13 @@ async def serve(
     settings: dict[str, str] | None = None,
     app: str = APP,
     label: str | None = None,
+    cwd: Path = ROOT,
 ) -> AsyncIterator[Server]:
     """Run the API under ``name`` (granian or uvicorn, one worker per core) until the block
     ends, with default settings but for ``settings`` (CONGDONGSO_* variables, or others
     read by a bench-only ``app`` such as bench/exact_app.py). Its log goes to
-    ``<DATA_DIR>/<label or name>.log`` (give servers running together their own label)."""
+    ``<DATA_DIR>/<label or name>.log`` (give servers running together their own label).
+    ``cwd``: the source tree to run (another revision of the API, bench write)."""
     port = free_port()
     # As many workers as `congdongso serve` starts by default (one per core).
     workers = ctx.settings.workers
@@ -163,11 +166,11 @@ async def serve(
     log_path = DATA_DIR / f"{label or name}.log"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            *argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
         await _wait_ready(proc, port, log_path)
-        yield Server(name, port)
+        yield Server(name, port, proc.pid)
     finally:
         if proc.returncode is None:
             proc.terminate()
@@ -191,6 +194,38 @@ async def _wait_ready(proc: asyncio.subprocess.Process, port: int, log_path: Pat
             pass  # not listening yet
         await asyncio.sleep(0.1)
     raise RuntimeError(f"the server was not ready within 60 s:\n{_tail(log_path)}")
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time of a process and all its descendants, with the children they reaped (an
+    exited PostgreSQL backend's time goes to the postmaster's): compare two readings."""
+    parents: dict[int, int] = {}
+    times: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        # After the name: state, ppid, ... utime (14th field), stime, cutime, cstime.
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = sum(int(v) for v in fields[11:15])
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
+        tree.update(children)
+        frontier += children
+    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_pid(dsn: str) -> int | None:
+    """The bench's own embedded PostgreSQL (None for a server given by DATABASE_URL)."""
+    pid_file = PGDATA / "postmaster.pid"
+    if os.environ.get("DATABASE_URL") or not pid_file.exists():
+        return None
+    return int(pid_file.read_text().split()[0])
 
 
 def _tail(path: Path, lines: int = 30) -> str:

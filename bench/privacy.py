@@ -104,7 +104,7 @@ async def counter_cells(conn: asyncpg.Connection, area_ids: list[int], ends: lis
     rows = await conn.fetch(
         """SELECT area_id, measure, sum(numerator)::bigint, sum(denominator)::bigint,
                   sum(numerator_key)::bigint, sum(denominator_key)::bigint
-           FROM stat_current WHERE area_id = ANY($1::int[]) GROUP BY area_id, measure""",
+           FROM stat_current_live WHERE area_id = ANY($1::int[]) GROUP BY area_id, measure""",
         area_ids,
     )
     current = {(r[0], r[1]): (r[2], r[3], r[4], r[5]) for r in rows}
@@ -624,7 +624,7 @@ async def _check_variants(
 async def _key_sum(conn: asyncpg.Connection, ward_id: int) -> tuple[int, int]:
     row = await conn.fetchrow(
         """SELECT coalesce(sum(numerator), 0)::bigint, coalesce(sum(numerator_key), 0)::bigint
-           FROM stat_current WHERE area_id = $1 AND measure = $2""",
+           FROM stat_current_live WHERE area_id = $1 AND measure = $2""",
         ward_id,
         COVERAGE,
     )

@@ -19,11 +19,12 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from api.config import Settings
-from api.db import create_pool
+from api.db import connect, create_pool
 from api.i18n import format_number, format_rate
 from api.stats.catalog import load_catalog
-from api.stats.counters import rebuild
+from api.stats.counters import FOLD_SQL, fold, rebuild
 from api.stats.exports import csv_stream, export_rows
+from api.stats.folder import LEADER_KEY
 from api.stats.keys import record_keys
 from api.stats.periods import add_months, month_start, today
 from api.stats.places import Places
@@ -208,26 +209,65 @@ async def test_every_indicator_counts_as_computed_by_hand(
 
 
 async def counters(db: asyncpg.Connection) -> tuple[list[Any], list[Any]]:
-    """Every counter, its shards added up (the incremental path spreads them over shards)."""
+    """Every counter with the unfolded log, as readers see them, shards added up."""
     current = await db.fetch(
         """SELECT area_id, parent_id, measure, sum(numerator), sum(denominator),
                   sum(numerator_key), sum(denominator_key)
-           FROM stat_current GROUP BY 1, 2, 3
+           FROM stat_current_live GROUP BY 1, 2, 3
            HAVING sum(numerator) <> 0 OR sum(denominator) <> 0
                OR sum(numerator_key) <> 0 OR sum(denominator_key) <> 0 ORDER BY 1, 3"""
     )
     deltas = await db.fetch(
         """SELECT area_id, measure, month, sum(numerator), sum(denominator),
                   sum(numerator_key), sum(denominator_key)
-           FROM stat_delta GROUP BY 1, 2, 3
+           FROM stat_delta_live GROUP BY 1, 2, 3
            HAVING sum(numerator) <> 0 OR sum(denominator) <> 0
                OR sum(numerator_key) <> 0 OR sum(denominator_key) <> 0 ORDER BY 1, 2, 3"""
     )
     return [tuple(r) for r in current], [tuple(r) for r in deltas]
 
 
+@pytest.fixture
+async def folds_here(db: asyncpg.Connection) -> None:
+    """The test folds, not the app: it holds the folders' lock before the app starts (list
+    this fixture before ``client``). Release the lock to let the app's folder lead."""
+    assert await db.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_KEY)
+
+
+async def log_folded(db: asyncpg.Connection, seconds: float = 10.0) -> None:
+    """Wait for an app's folder to empty the log (it folds every half second)."""
+    for _ in range(int(seconds / 0.05)):
+        if not await db.fetchval("SELECT count(*) FROM stat_log"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the log was not folded in time")
+
+
+async def fold_killed_midway(dsn: str, db: asyncpg.Connection) -> None:
+    """A folder that deleted the log and added it to the counters, and died before its
+    commit: readers see the same figures meanwhile and after."""
+    before = await counters(db)
+    folder = await connect(dsn)
+    try:
+        await folder.execute("BEGIN")
+        await folder.execute("SET LOCAL congdongso.folding = 'on'")
+        assert await folder.fetchval(FOLD_SQL) > 0, "the log had rows to fold"
+        assert await counters(db) == before
+        pid = folder.get_server_pid()
+        assert await db.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+    finally:
+        folder.terminate()
+    assert await counters(db) == before
+    assert await db.fetchval("SELECT count(*) FROM stat_log") > 0
+
+
 async def test_rebuild_equals_the_incremental_counters(
-    client: Client, accounts: Accounts, db: asyncpg.Connection, settings: Settings
+    folds_here: None,
+    client: Client,
+    accounts: Accounts,
+    db: asyncpg.Connection,
+    settings: Settings,
+    dsn: str,
 ) -> None:
     rng = random.Random(411)
     teams = {ward: await ward_team(accounts, ward) for ward in (HAC_THANH, HAM_RONG, BA_DINH)}
@@ -267,6 +307,10 @@ async def test_rebuild_equals_the_incremental_counters(
                 item = submission(household, people, collected_at=collected, **answers)
                 await push(client, team, [item])
                 heads[household] = (ward, str(item["id"]), collected)
+        if step % 17 == 16:
+            await fold(db)
+        elif step == 90:
+            await fold_killed_midway(dsn, db)
     incremental = await counters(db)
     assert incremental[0], "the mix produced counters"
     # The province row is the sum of its wards, today and in every month.
@@ -282,6 +326,10 @@ async def test_rebuild_equals_the_incremental_counters(
     assert provinces == summed
     # Key sums are kept too: the rebuild computes the same from the stored submissions.
     assert any(row[5] for row in current)
+    # The app's folder takes over and empties the log; the figures stay.
+    await db.execute("SELECT pg_advisory_unlock($1)", LEADER_KEY)
+    await log_folded(db)
+    assert await counters(db) == incremental
     households = await rebuild(db, await load_catalog(db, record_keys(settings)))
     assert households == await db.fetchval("SELECT count(*) FROM household")
     assert await counters(db) == incremental
@@ -708,7 +756,7 @@ async def test_record_keys_in_sql_are_the_hmac_of_the_unit(
 
     async def key_sums(measure: str) -> tuple[int, int]:
         row = await db.fetchrow(
-            """SELECT sum(numerator_key), sum(denominator_key) FROM stat_current
+            """SELECT sum(numerator_key), sum(denominator_key) FROM stat_current_live
                WHERE measure = $1 AND area_id = (SELECT id FROM area WHERE code = $2)""",
             measure,
             HAM_RONG,

@@ -62,8 +62,12 @@ class NewRow(msgspec.Struct, frozen=True):
     content_hash: bytes
 
 
-async def insert_submissions(conn: asyncpg.Connection, rows: list[NewRow]) -> int:
-    """Insert accepted rows in one statement; returns how many were new."""
+async def insert_submissions(
+    conn: asyncpg.Connection, rows: list[NewRow], heads: dict[uuid.UUID, uuid.UUID]
+) -> int:
+    """Insert accepted rows and point each household at its new current submission (and
+    mark it changed for sync), in one statement; returns how many rows were new (fewer: a
+    concurrent batch stored some, and the caller rolls back)."""
     inserted: int = await conn.fetchval(
         """WITH new AS (
                INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
@@ -81,6 +85,12 @@ async def insert_submissions(conn: asyncpg.Connection, rows: list[NewRow]) -> in
                          members, content_hash, counted_at)
                ON CONFLICT (id) DO NOTHING
                RETURNING 1
+           ), moved AS (
+               UPDATE household h
+               SET current_submission_id = u.submission_id, updated_at = now(),
+                   change_xid = pg_current_xact_id()
+               FROM unnest($15::uuid[], $16::uuid[]) AS u(household_id, submission_id)
+               WHERE h.id = u.household_id
            ) SELECT count(*) FROM new""",
         [r.id for r in rows],
         [r.household_id for r in rows],
@@ -97,21 +107,10 @@ async def insert_submissions(conn: asyncpg.Connection, rows: list[NewRow]) -> in
         [msgspec.json.encode(r.members).decode() for r in rows],
         [r.content_hash for r in rows],
         [r.counted_at for r in rows],
-    )
-    return inserted
-
-
-async def move_heads(conn: asyncpg.Connection, heads: dict[uuid.UUID, uuid.UUID]) -> None:
-    """Point each household at its new current submission (and mark it changed for sync)."""
-    await conn.execute(
-        """UPDATE household h
-           SET current_submission_id = u.submission_id, updated_at = now(),
-               change_xid = pg_current_xact_id()
-           FROM unnest($1::uuid[], $2::uuid[]) AS u(household_id, submission_id)
-           WHERE h.id = u.household_id""",
         list(heads),
         list(heads.values()),
     )
+    return inserted
 
 
 class SurveyState(msgspec.Struct, frozen=True):

@@ -4,8 +4,9 @@ Where things are:
 
 - ``catalog``: the indicator catalog (data in the ``indicator`` table) and the SQL it
   compiles to. Add an indicator in ``migrations/data/indicators.json``.
-- ``counters``: keeping the per-ward and per-province counters (incrementally and by
-  rebuild) and reading them; targets.
+- ``counters``: keeping the per-ward and per-province counters (writers append to the
+  ``stat_log``; the fold and the rebuild) and reading them with the unfolded log; targets.
+- ``folder``: the background task that folds the log into the counters (one per database).
 - ``disclosure``: what a published figure may show (the cell key method).
 - ``sums``: a province's and the nation's figures, their wards' perturbed cells added up.
 - ``periods``, ``places``: what a request asks for (a period, an area) and who may read it.

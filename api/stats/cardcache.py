@@ -6,13 +6,17 @@ queries behind it. So each process keeps the cards it rendered, as JSON bytes, i
 the cards of a province and its wards under the province, the nation's under
 ``NATION_GROUP``. A province's change drops its group and the nation's.
 
-Every write to the counters, the learning counters, the targets or the published modules
-notifies ``stats_changed`` with the provinces it touched (triggers, migration 0007; empty
-payload: everything). Each process listens on a connection of its own. Cards are kept only
-while that connection is up: if it drops, the cache is emptied and bypassed until it is back,
-so a card can be stale only for the time a notification takes to arrive (about a
-millisecond). The process that made a write also drops the cards of the writer's province
-before answering, so a caller always sees their own change.
+Changes arrive on the ``stats_changed`` channel with the provinces they touched (empty
+payload: everything). Writes to the targets, the published modules, the learning counters
+and a rebuild notify from triggers (migration 0007). Submissions do not: a trigger on their
+commit cost more than the rest of a single submission's work. The process that stored them
+drops its own cards of the provinces at once, before answering (so a caller always sees
+their own change), and announces them after the commit, one coalesced notification per
+``ANNOUNCE_SECONDS``. A process that dies between its commit and its announcement leaves
+other processes' cards stale: no card is kept longer than ``max_age`` (a second).
+
+Each process listens on a connection of its own. Cards are kept only while that connection
+is up: if it drops, the cache is emptied and bypassed until it is back.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -29,6 +34,8 @@ from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.stats.counters import touched
+
 log = logging.getLogger(__name__)
 
 CHANNEL: Final = "stats_changed"
@@ -36,14 +43,23 @@ LISTENER: Final = "congdongso-cards"  # the listening connection's application_n
 NATION_GROUP: Final = 0  # the nation's cards: they depend on every province
 PING_SECONDS: Final = 5.0  # how soon a silently dead listener is noticed
 RETRY_SECONDS: Final = 1.0
+ANNOUNCE_SECONDS: Final = 0.1  # a writing process's changes go out together, this often
 READS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 Building = asyncio.Future[bytes | None]  # a card being built; None if the build failed
 
 
 class CardCache:
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(
+        self,
+        capacity: int = 4096,
+        max_age: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.capacity = capacity
-        self._groups: dict[int, dict[Hashable, bytes]] = {}
+        self.max_age = max_age
+        self._clock = clock
+        # group → key → (card, when its data started to be read)
+        self._groups: dict[int, dict[Hashable, tuple[bytes, float]]] = {}
         # A rendering may be stored only if nothing changed since it started to read.
         self._epoch = 0  # bumped when everything changes, and when listening starts or stops
         self._generations: dict[int, int] = {}
@@ -51,6 +67,9 @@ class CardCache:
         self.listening = False
         self._conn: asyncpg.Connection | None = None  # the listening connection, while up
         self._querying = asyncio.Lock()  # one query at a time on it
+        self._announcing: set[int] = set()  # provinces this process changed, not yet told
+        self._announcement: asyncio.TimerHandle | None = None
+        self._announcers: set[asyncio.Task[None]] = set()
         self.hits = 0
         self.builds = 0
 
@@ -65,17 +84,32 @@ class CardCache:
 
     def get(self, group: int, key: Hashable) -> bytes | None:
         found = self._groups.get(group, {}).get(key) if self.listening else None
-        if found is not None:
-            self.hits += 1
-        return found
+        if found is None:
+            return None
+        body, born = found
+        if self._clock() - born > self.max_age:
+            return None
+        self.hits += 1
+        return body
 
-    def put(self, group: int, key: Hashable, seen: tuple[int, int], body: bytes) -> None:
-        """Keep ``body`` unless its group changed after ``seen`` (read before the query)."""
+    def put(
+        self,
+        group: int,
+        key: Hashable,
+        seen: tuple[int, int],
+        body: bytes,
+        born: float | None = None,
+    ) -> None:
+        """Keep ``body`` unless its group changed after ``seen`` (read before the query, at
+        ``born`` on this cache's clock: now if not given)."""
         if not self.listening or self.generation(group) != seen:
             return
         if self.size >= self.capacity:
             self.clear()  # rare (a few thousand cards fit); simpler than LRU bookkeeping
-        self._groups.setdefault(group, {})[key] = body
+        self._groups.setdefault(group, {})[key] = (
+            body,
+            self._clock() if born is None else born,
+        )
 
     async def card(self, group: int, key: Hashable, build: Callable[[], Awaitable[bytes]]) -> bytes:
         """The kept card, or one built now. Requests that miss while the same card is being
@@ -84,7 +118,7 @@ class CardCache:
         found = self.get(group, key)
         if found is not None:
             return found
-        seen = self.generation(group)
+        seen, born = self.generation(group), self._clock()
         building = self._building.get((group, key))
         if self.listening and building is not None and building[0] == seen:
             shared = await asyncio.shield(building[1])
@@ -102,7 +136,7 @@ class CardCache:
             if self._building.get((group, key), (None, None))[1] is done:
                 del self._building[(group, key)]
         done.set_result(body)
-        self.put(group, key, seen, body)
+        self.put(group, key, seen, body, born)
         return body
 
     # Forgetting -------------------------------------------------------------------------------
@@ -119,6 +153,40 @@ class CardCache:
     def clear(self) -> None:
         self._epoch += 1
         self._groups.clear()
+
+    def announce(self, provinces: set[int]) -> None:
+        """Tell the other processes, soon, that these provinces changed (after the commit)."""
+        if not provinces:
+            return
+        self._announcing |= provinces
+        if self._announcement is None:
+            loop = asyncio.get_running_loop()
+            self._announcement = loop.call_later(ANNOUNCE_SECONDS, self._announce_later)
+
+    def _announce_later(self) -> None:
+        self._announcement = None
+        task = asyncio.create_task(self.flush())
+        self._announcers.add(task)
+        task.add_done_callback(self._announcers.discard)
+
+    async def flush(self) -> None:
+        """Send the pending announcement now, on the listening connection (without it,
+        other processes' cards expire by age)."""
+        if self._announcement is not None:
+            self._announcement.cancel()
+            self._announcement = None
+        provinces, self._announcing = self._announcing, set()
+        conn = self._conn
+        if not provinces or conn is None:
+            return
+        payload = ",".join(str(p) for p in sorted(provinces))
+        try:
+            async with self._querying:
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", CHANNEL, payload, timeout=PING_SECONDS
+                )
+        except Exception as error:  # the listener is lost: cards expire by age
+            log.warning("card cache: could not announce a change (%r)", error)
 
     def notified(self, payload: str) -> None:
         try:
@@ -164,8 +232,10 @@ class CardCache:
 
         PostgreSQL sends a listening session the notifications queued before a query ahead
         of that query's answer, so one round trip on the listening connection is enough;
-        asyncpg then runs the callbacks on the next turns of the loop. Without a listener
-        nothing is kept, so there is nothing to wait for."""
+        asyncpg then runs the callbacks on the next turns of the loop. This process's own
+        pending announcement goes first. Without a listener nothing is kept, so there is
+        nothing to wait for."""
+        await self.flush()
         conn = self._conn
         if conn is None:
             return
@@ -195,22 +265,32 @@ class CardCache:
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         """After a caller's successful write, drop this process's cards of the caller's
-        province (all, for a national caller) before the answer leaves: the notification
-        may arrive a moment later, and the caller's next request could come first."""
+        province (all, for a national caller) and of the provinces whose counters the write
+        changed, before the answer leaves; then announce those to the other processes."""
 
         async def forgetting(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] != ScopeType.HTTP or scope.get("method") in READS:
                 await app(scope, receive, send)
                 return
 
+            changed: set[int] = set()  # provinces whose counters this request changed
+
             async def send_wrapper(message: Message) -> None:
                 if message["type"] == "http.response.start" and message["status"] < 400:
                     caller = scope.get("user")  # set by authentication, on this same scope
                     if caller is not None:
                         province = getattr(caller, "province_id", None)
-                        self.changed(None if province is None else [province])
+                        self.changed(None if province is None else [province, *changed])
+                    elif changed:
+                        self.changed(list(changed))
+                    # The handler has committed: the other processes may be told.
+                    self.announce(changed)
                 await send(message)
 
-            await app(scope, receive, send_wrapper)
+            token = touched.set(changed)
+            try:
+                await app(scope, receive, send_wrapper)
+            finally:
+                touched.reset(token)
 
         return forgetting

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import random
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import date
 from typing import NamedTuple
 
@@ -44,6 +43,10 @@ def _deltas(rows: list[asyncpg.Record]) -> Deltas:
 
 # Keeping the counters -----------------------------------------------------------------------
 
+# Which provinces this request's writes changed, for the card caches of the other processes
+# (api/stats/cardcache.py announces them after the commit). Set per request.
+touched: ContextVar[set[int] | None] = ContextVar("touched", default=None)
+
 
 async def household_history(
     conn: asyncpg.Connection, catalog: Catalog, household_ids: list[uuid.UUID]
@@ -56,11 +59,26 @@ async def household_history(
     )
 
 
-async def accepted_deltas(
+async def log_accepted(
     conn: asyncpg.Connection, catalog: Catalog, submission_ids: list[uuid.UUID]
-) -> Deltas:
-    """What newly stored submissions change in the counters (see ``accepted_sql``)."""
-    return _deltas(await conn.fetch(catalog.accepted, submission_ids, *catalog.keys.params))
+) -> None:
+    """Append what newly stored submissions change in the counters (see ``accepted_sql``)
+    to the log: computed and appended in one statement, where edits and deletions go
+    through :func:`recounting`."""
+    provinces = await conn.fetch(
+        f"""WITH d AS ({catalog.accepted}), logged AS (
+                INSERT INTO stat_log (ward_id, province_id, month, measure, numerator,
+                                      denominator, numerator_key, denominator_key)
+                SELECT ward_id, province_id, month, measure, numerator, denominator,
+                       numerator_key, denominator_key FROM d
+                RETURNING province_id
+            ) SELECT DISTINCT province_id FROM logged""",
+        submission_ids,
+        *catalog.keys.params,
+    )
+    changed = touched.get()
+    if changed is not None:
+        changed.update(r[0] for r in provinces)
 
 
 def difference(after: Deltas, before: Deltas) -> Deltas:
@@ -72,60 +90,80 @@ def difference(after: Deltas, before: Deltas) -> Deltas:
     return changed
 
 
-SHARDS = 4  # rows per counter; see migration 0004
-
-
 async def apply_deltas(conn: asyncpg.Connection, deltas: Deltas) -> None:
-    """Add monthly changes to the ward and province counters, inside the caller's transaction.
+    """Append monthly changes to the counters' log, inside the caller's transaction.
 
-    A transaction writes one shard, picked at random: concurrent writers of one area rarely
-    wait for each other's commit. Current counters are updated first, in (area, measure)
-    order, so two transactions never wait for each other in opposite orders.
+    One row per ward, month and measure, in one statement; no shared row is updated, so
+    concurrent writers of one area never wait for each other. The folder (api/stats/folder.py)
+    adds the log into the counters; readers add the unfolded rest (the ``*_live`` views).
     """
     if not deltas:
         return
-    shard = random.randrange(SHARDS)  # noqa: S311 - spreading load, not security
-    current: dict[tuple[int, str], tuple[int | None, Cell]] = {}
-    monthly: dict[tuple[int, str, date], Cell] = defaultdict(lambda: EMPTY)
-    for (ward_id, province_id, month, measure), change in deltas.items():
-        for area_id, parent_id in ((ward_id, province_id), (province_id, None)):
-            before = current.get((area_id, measure), (parent_id, EMPTY))[1]
-            current[(area_id, measure)] = (parent_id, add(before, change))
-            monthly[(area_id, measure, month)] = add(monthly[(area_id, measure, month)], change)
-    keys = sorted(current)
+    keys = list(deltas)
     await conn.execute(
-        """INSERT INTO stat_current AS c (area_id, parent_id, measure, numerator, denominator,
-                                          numerator_key, denominator_key, shard)
-           SELECT *, $8 FROM unnest($1::int[], $2::int[], $3::text[], $4::bigint[],
-                                    $5::bigint[], $6::bigint[], $7::bigint[])
-           ON CONFLICT (area_id, measure, shard) DO UPDATE
-           SET numerator = c.numerator + excluded.numerator,
-               denominator = c.denominator + excluded.denominator,
-               numerator_key = c.numerator_key + excluded.numerator_key,
-               denominator_key = c.denominator_key + excluded.denominator_key""",
+        """INSERT INTO stat_log (ward_id, province_id, month, measure, numerator, denominator,
+                                 numerator_key, denominator_key)
+           SELECT * FROM unnest($1::int[], $2::int[], $3::date[], $4::text[], $5::bigint[],
+                                $6::bigint[], $7::bigint[], $8::bigint[])""",
         [k[0] for k in keys],
-        [current[k][0] for k in keys],
         [k[1] for k in keys],
-        *([current[k][1][i] for k in keys] for i in range(4)),
-        shard,
+        [k[2] for k in keys],
+        [k[3] for k in keys],
+        *([deltas[k][i] for k in keys] for i in range(4)),
     )
-    months = sorted(monthly)
-    await conn.execute(
-        """INSERT INTO stat_delta AS d (area_id, measure, month, numerator, denominator,
-                                        numerator_key, denominator_key, shard)
-           SELECT *, $8 FROM unnest($1::int[], $2::text[], $3::date[], $4::bigint[],
-                                    $5::bigint[], $6::bigint[], $7::bigint[])
-           ON CONFLICT (area_id, measure, month, shard) DO UPDATE
-           SET numerator = d.numerator + excluded.numerator,
-               denominator = d.denominator + excluded.denominator,
-               numerator_key = d.numerator_key + excluded.numerator_key,
-               denominator_key = d.denominator_key + excluded.denominator_key""",
-        [k[0] for k in months],
-        [k[1] for k in months],
-        [k[2] for k in months],
-        *([monthly[k][i] for k in months] for i in range(4)),
-        shard,
+    provinces = touched.get()
+    if provinces is not None:
+        provinces.update(k[1] for k in keys)
+
+
+# The log moved into the counters in one statement (the folder's, in its own transaction):
+# what it deletes is exactly what it adds, so a folder killed midway changed nothing, and
+# rows committed meanwhile wait for the next fold. Shard 0: the folder is the only writer.
+FOLD_SQL = """
+    WITH gone AS (DELETE FROM stat_log RETURNING *),
+    l AS (
+        SELECT ward_id AS area_id, province_id AS parent_id, month, measure, numerator,
+               denominator, numerator_key, denominator_key FROM gone
+        UNION ALL
+        SELECT province_id, NULL, month, measure, numerator, denominator,
+               numerator_key, denominator_key FROM gone
+    ), current AS (
+        INSERT INTO stat_current AS s (area_id, parent_id, measure, numerator, denominator,
+                                       numerator_key, denominator_key)
+        SELECT area_id, parent_id, measure, sum(numerator), sum(denominator),
+               sum(numerator_key), sum(denominator_key)
+        FROM l GROUP BY 1, 2, 3 ORDER BY 1, 3
+        ON CONFLICT (area_id, measure, shard) DO UPDATE
+        SET numerator = s.numerator + excluded.numerator,
+            denominator = s.denominator + excluded.denominator,
+            numerator_key = s.numerator_key + excluded.numerator_key,
+            denominator_key = s.denominator_key + excluded.denominator_key
+    ), monthly AS (
+        INSERT INTO stat_delta AS s (area_id, measure, month, numerator, denominator,
+                                     numerator_key, denominator_key)
+        SELECT area_id, measure, month, sum(numerator), sum(denominator),
+               sum(numerator_key), sum(denominator_key)
+        FROM l GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (area_id, measure, month, shard) DO UPDATE
+        SET numerator = s.numerator + excluded.numerator,
+            denominator = s.denominator + excluded.denominator,
+            numerator_key = s.numerator_key + excluded.numerator_key,
+            denominator_key = s.denominator_key + excluded.denominator_key
     )
+    SELECT count(*) FROM gone"""
+
+# Taken by the fold and the rebuild, in this order, so neither waits for the other in reverse.
+LOCK_COUNTERS = "LOCK TABLE stat_log, stat_current, stat_delta IN {} MODE"
+
+
+async def fold(conn: asyncpg.Connection) -> int:
+    """Move the log into the counters; returns how many log rows were folded."""
+    async with conn.transaction():
+        # The fold changes no figure: the counters' triggers stay quiet (migration 0012).
+        await conn.execute("SET LOCAL congdongso.folding = 'on'")
+        await conn.execute(LOCK_COUNTERS.format("ROW EXCLUSIVE"))
+        folded: int = await conn.fetchval(FOLD_SQL)
+    return folded
 
 
 def accumulate_sql(history: str) -> str:
@@ -180,13 +218,15 @@ async def rebuild(
     """Recompute every counter (and key sum) from the stored submissions, province by
     province, then the learning counters from the learners.
 
-    Writers wait (EXCLUSIVE lock) and readers keep seeing the old counters until the commit.
+    Writers and the folder wait (EXCLUSIVE lock) and readers keep seeing the old counters
+    until the commit.
     Returns the number of households counted.
     """
     async with conn.transaction():
-        await conn.execute(
-            "LOCK TABLE stat_current, stat_delta, ward_learning, learner_module IN EXCLUSIVE MODE"
-        )
+        await conn.execute(LOCK_COUNTERS.format("EXCLUSIVE"))
+        await conn.execute("LOCK TABLE ward_learning, learner_module IN EXCLUSIVE MODE")
+        # Everything the log holds is in the stored submissions, counted again below.
+        await conn.execute("DELETE FROM stat_log")
         await conn.execute("DELETE FROM stat_delta")
         await conn.execute("DELETE FROM stat_current")
         provinces = await conn.fetch(
@@ -222,7 +262,7 @@ async def current_with_targets(
         """SELECT area_id, measure, sum(numerator)::bigint, sum(denominator)::bigint,
                   sum(numerator_key)::bigint, sum(denominator_key)::bigint,
                   NULL::numeric AS value
-           FROM stat_current WHERE area_id = ANY($1::int[])
+           FROM stat_current_live WHERE area_id = ANY($1::int[])
            GROUP BY area_id, measure
            UNION ALL
            (SELECT DISTINCT ON (coalesce(area_id, 0), indicator)
@@ -261,7 +301,7 @@ async def monthly_deltas(
     rows = await conn.fetch(
         """SELECT area_id, measure, month, sum(numerator)::bigint, sum(denominator)::bigint,
                   sum(numerator_key)::bigint, sum(denominator_key)::bigint
-           FROM stat_delta
+           FROM stat_delta_live
            WHERE area_id = ANY($1::int[]) AND month <= $2 AND ($3::text IS NULL OR measure = $3)
            GROUP BY area_id, measure, month
            ORDER BY month""",

@@ -60,20 +60,21 @@ LATERAL (SELECT CASE WHEN c.measure = $3 THEN c.nk ELSE c.nk + {MIX} * c.dk END 
 GROUP BY c.province_id, c.measure, c.i
 """
 
-# Today's counters of every ward of the provinces ($4; NULL: all provinces).
+# Today's counters (with the unfolded log) of every ward of the provinces ($4; NULL: all).
 NOW_SQL: Final = f"""
 WITH cells AS (
     SELECT parent_id AS province_id, measure, 0 AS i,
            sum(numerator)::bigint AS n, sum(denominator)::bigint AS d,
            sum(numerator_key)::bigint AS nk, sum(denominator_key)::bigint AS dk
-    FROM stat_current
+    FROM stat_current_live
     WHERE parent_id IS NOT NULL AND ($4::int[] IS NULL OR parent_id = ANY($4::int[]))
     GROUP BY parent_id, area_id, measure
 ){_PERTURB_AND_ADD}"""
 
 # Each ward's counters as of each month in $5 (ascending month starts): today's counters minus
 # the changes of the months after each point. Only the months after the first point are
-# read (a card's forecast looks 6 months back), not the wards' whole history. A change of
+# read (a card's forecast looks 6 months back), not the wards' whole history; both with the
+# unfolded log (the ``_live`` views, migration 0012). A change of
 # month M is put in bucket b = the number of points before M, and is taken off points 1..b.
 # $6: one measure, or NULL for all.
 AT_SQL: Final = f"""
@@ -81,7 +82,7 @@ WITH today AS (
     SELECT parent_id AS province_id, area_id, measure,
            sum(numerator)::bigint AS n, sum(denominator)::bigint AS d,
            sum(numerator_key)::bigint AS nk, sum(denominator_key)::bigint AS dk
-    FROM stat_current
+    FROM stat_current_live
     WHERE parent_id IS NOT NULL AND ($4::int[] IS NULL OR parent_id = ANY($4::int[]))
       AND ($6::text IS NULL OR measure = $6)
     GROUP BY parent_id, area_id, measure
@@ -89,7 +90,7 @@ WITH today AS (
     SELECT d.area_id, d.measure, width_bucket(d.month - 1, $5::date[]) AS b,
            sum(d.numerator)::bigint AS n, sum(d.denominator)::bigint AS d,
            sum(d.numerator_key)::bigint AS nk, sum(d.denominator_key)::bigint AS dk
-    FROM stat_delta d JOIN area w ON w.id = d.area_id
+    FROM stat_delta_live d JOIN area w ON w.id = d.area_id
     WHERE w.level = 'ward' AND ($4::int[] IS NULL OR w.province_id = ANY($4::int[]))
       AND d.month > ($5::date[])[1] AND ($6::text IS NULL OR d.measure = $6)
     GROUP BY 1, 2, 3
