@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run test lint typecheck pytest bench catalogs messages clean
+.PHONY: install run test lint typecheck pytest bench catalogs clients messages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,16 @@ $(STAMP): pyproject.toml
 catalogs: $(STAMP)
 	$(BIN)/pybabel compile --statistics -d i18n -D messages
 
-install: $(STAMP) catalogs
+# The pinned TypeScript client toolchain (tests/test_clients.py); skipped without npm.
+CLIENTS := tools/clients/node_modules/.installed
+$(CLIENTS): tools/clients/package.json tools/clients/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd tools/clients && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "npm not found: the TypeScript client check will be skipped"; fi
+
+clients: $(CLIENTS)
+
+install: $(STAMP) catalogs clients
 
 run: install
 	$(BIN)/congdongso migrate

@@ -23,9 +23,9 @@ from schemas.surveys import (
     IntegerQuestion,
     MultiChoiceQuestion,
     NoteQuestion,
-    Question,
     SingleChoiceQuestion,
     SurveyDefinition,
+    SurveyQuestion,
     TextQuestion,
 )
 
@@ -105,7 +105,7 @@ def _type_error(kind: str) -> Problem:
     return "type", TYPE, {"expected": _EXPECTED[kind]}
 
 
-def _checker(question: Question) -> Checker:
+def _checker(question: SurveyQuestion) -> Checker:
     """A function checking one answered value of ``question``, built once per version.
 
     Submissions arrive by the hundred per batch, so the per-answer work is kept to a few
@@ -207,7 +207,7 @@ def _checker(question: Question) -> Checker:
 class _Level:
     """One level's questions (the household's, or a member's), prepared for checking."""
 
-    def __init__(self, questions: list[Question]) -> None:
+    def __init__(self, questions: list[SurveyQuestion]) -> None:
         self.known = frozenset(question.key for question in questions)
         self.questions = [
             (question, question.key, question.relevant, _checker(question))
@@ -333,7 +333,7 @@ def check_definition(definition: SurveyDefinition) -> list[FieldError]:
     """A draft's internal consistency: unique keys and choices, conditions on earlier answers."""
     errors: list[FieldError] = []
 
-    def level(questions: list[Question], path: str, earlier: set[str]) -> set[str]:
+    def level(questions: list[SurveyQuestion], path: str, earlier: set[str]) -> set[str]:
         keys: set[str] = set()
         for index, question in enumerate(questions):
             field = f"{path}[{index}]"

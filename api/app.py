@@ -21,7 +21,9 @@ from api.fieldwork import routes as fieldwork
 from api.headers import security_headers
 from api.ingest import SurveyCache
 from api.learning import ModuleCache
+from api.logs import echo_request_id
 from api.metrics import Metrics
+from api.openapi import FinishedJson
 from api.passwords import Passwords
 from api.routes import (
     accounts,
@@ -124,7 +126,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
         dependencies={"conn": Provide(provide_conn)},
         exception_handlers={Exception: handle_exception},
         middleware=[metrics.middleware, cards.middleware, security.middleware],
-        before_send=[security_headers],
+        before_send=[security_headers, echo_request_id],
         request_max_body_size=settings.max_body_bytes,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         openapi_config=OpenAPIConfig(
@@ -137,7 +139,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             ),
             contact=Contact(name="Cộng đồng số"),
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[ScalarRenderPlugin(), FinishedJson()],
             operation_id_creator=_operation_id,
             use_handler_docstrings=True,
             components=[security.openapi_components],

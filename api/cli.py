@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import sys
 import uuid
@@ -14,6 +15,8 @@ from api import embedded, migrate
 from api.config import Settings, settings_from_env
 from api.db import connect
 from api.logs import configure as configure_logs
+from api.logs import server_log_config
+from api.metrics import prepare_shared_dir
 
 
 def database_url(settings: Settings) -> str:
@@ -25,9 +28,21 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     from granian.constants import Interfaces, Loops
 
     dsn = database_url(settings)
-    # Workers are separate processes: hand them the resolved database (embedded or not).
+    # Workers are separate processes: hand them the resolved database (embedded or not), and
+    # a fresh directory where they share their metrics (api/metrics.py).
     os.environ["DATABASE_URL"] = dsn
-    print(f"Cộng đồng số on http://{settings.host}:{settings.port}  (API docs: /schema)")
+    # Set before prometheus_client is first imported: it picks its mode at import, and the
+    # workers are forked from this process.
+    shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
+        settings.data_dir, "metrics"
+    )
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.abspath(shared)
+
+    prepare_shared_dir(shared)
+    logging.getLogger("congdongso").info(
+        "serving",
+        extra={"url": f"http://{settings.host}:{settings.port}", "docs": "/schema"},
+    )
     Granian(
         "api.asgi:app",
         address=settings.host,
@@ -36,6 +51,7 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         workers=settings.workers,
         loop=Loops.uvloop,
         log_access=False,
+        log_dictconfig=server_log_config(settings.log_level),
         # A worker that dies (a crash, the OOM killer, a kill -9) is replaced at once; the
         # main process, and with it an embedded PostgreSQL, stays up. Only SIGINT/SIGTERM
         # stop the service (granian gives up on a worker that dies again within seconds).

@@ -18,6 +18,7 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.openapi.datastructures import ResponseSpec
 
 from api.i18n import N_, negotiate, translate
+from api.logs import request_id
 from schemas.errors import FieldProblem, Problem
 
 log = logging.getLogger("congdongso.errors")
@@ -271,7 +272,7 @@ def _problem(
         status=status,
         detail=translate(language, detail, params),
         code=code,
-        instance=request.url.path,
+        instance=f"urn:congdongso:request:{request_id(request.scope)}",
         errors=translated_errors,
     )
     return Response(
@@ -410,6 +411,7 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
             data_container=Problem,
             description=_BY_STATUS.get(status, _BY_STATUS[400])[1],
             media_type=PROBLEM_JSON,
+            generate_examples=False,  # api/openapi.py adds real ones
         )
         for status in sorted({400, *statuses})
     }

@@ -68,17 +68,17 @@ class DateQuestion(_Question, tag="date", tag_field="kind"):
     max: date | None = None
 
 
-class Choice(Schema):
+class SurveyChoice(Schema):
     value: ChoiceValue
     label: Localized
 
 
 class SingleChoiceQuestion(_Question, tag="single_choice", tag_field="kind", kw_only=True):
-    choices: Annotated[list[Choice], Meta(min_length=1, max_length=100)]
+    choices: Annotated[list[SurveyChoice], Meta(min_length=1, max_length=100)]
 
 
 class MultiChoiceQuestion(_Question, tag="multi_choice", tag_field="kind", kw_only=True):
-    choices: Annotated[list[Choice], Meta(min_length=1, max_length=100)]
+    choices: Annotated[list[SurveyChoice], Meta(min_length=1, max_length=100)]
     min_selected: int = 0
     max_selected: int | None = None
 
@@ -89,7 +89,7 @@ class NoteQuestion(_Question, tag="note", tag_field="kind"):
     required: bool = False
 
 
-Question = (
+SurveyQuestion = (
     IntegerQuestion
     | DecimalQuestion
     | BooleanQuestion
@@ -105,7 +105,7 @@ class Roster(Schema):
     """A repeat group: one set of answers per household member."""
 
     label: Localized
-    questions: Annotated[list[Question], Meta(min_length=1, max_length=100)]
+    questions: Annotated[list[SurveyQuestion], Meta(min_length=1, max_length=100)]
     min_count: Annotated[int, Meta(ge=0, le=100)] = 0
     max_count: Annotated[int, Meta(ge=1, le=100)] = 30
     # A household integer question whose answer must equal the number of members.
@@ -114,7 +114,7 @@ class Roster(Schema):
 
 class SurveyDefinition(Schema):
     title: Localized
-    questions: Annotated[list[Question], Meta(max_length=200)]
+    questions: Annotated[list[SurveyQuestion], Meta(max_length=200)]
     description: Localized | None = None
     roster: Roster | None = None
     # The privacy notice respondents consent to; submissions must name this version.

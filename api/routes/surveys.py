@@ -18,6 +18,7 @@ from api.answers import check_definition
 from api.auth import Principal, Role, requires_role
 from api.errors import Conflict, NotFound, ValidationFailed, problems
 from api.i18n import N_
+from api.openapi import documented_header
 from api.params import IfNoneMatch
 from api.queries import audit
 from api.queries import surveys as q
@@ -29,6 +30,14 @@ AUTHORS: tuple[Role, ...] = ("admin", "province_official")
 class SurveyNotFound(NotFound):
     code = "survey_not_found"
     default_detail = N_("No survey or survey version with this id.")
+
+
+VERSION_ETAG = documented_header(
+    "ETag", "The version's validator: send it back in `If-None-Match` to get a 304."
+)
+VERSION_CACHE = documented_header(
+    "Cache-Control", "`private, max-age=31536000, immutable`: a published version never changes."
+)
 
 
 def version_etag(survey_id: uuid.UUID, version: int) -> str:
@@ -49,8 +58,11 @@ class SurveyRoutes(Controller):
 
     @get(
         "/{survey_id:uuid}/versions/{version:int}",
+        response_headers=[VERSION_ETAG, VERSION_CACHE],
         responses={
-            304: ResponseSpec(None, description="Not modified (If-None-Match matched)"),
+            304: ResponseSpec(
+                None, description="Not modified (If-None-Match matched)", generate_examples=False
+            ),
             **problems(401, 404),
         },
     )

@@ -161,7 +161,9 @@ def nearest_target(
 
 
 def coverage_of(cells: dict[str, Cell], *, exact: bool) -> Coverage:
-    shown = published(cells.get(COVERAGE, EMPTY), "percent", exact_view=exact, whole_numerator=True)
+    shown = published(
+        cells.get(COVERAGE, EMPTY), "fraction", exact_view=exact, whole_numerator=True
+    )
     if shown.withheld:
         return Coverage(surveyed=None, registered=None, value=None, suppressed=True)
     surveyed, registered = shown.numerator, shown.denominator

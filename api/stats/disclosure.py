@@ -97,7 +97,7 @@ def no_small_count(count: int) -> int:
     return count
 
 
-def perturb(cell: Cell, unit: str = "percent", *, whole_numerator: bool = False) -> Published:
+def perturb(cell: Cell, unit: str = "fraction", *, whole_numerator: bool = False) -> Published:
     """``whole_numerator``: the numerator is a cell published elsewhere on its own (the
     surveyed households of coverage are the household indicators' denominator), so it keeps
     its own key and shows the same value everywhere."""
