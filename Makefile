@@ -4,12 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run test lint typecheck pytest bench catalogs clients messages clean
+.PHONY: install run test lint typecheck pytest bench catalogs clients docs-check messages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "installing the project and its development tools (about 2 minutes the first time)"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	touch $(STAMP)
 
 # Compiled catalogs (.mo) are build output, never committed.
@@ -43,6 +44,10 @@ pytest: install
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# /schema rendered in headless Chromium with no network (Debian: apt-get install chromium).
+docs-check: install
+	$(BIN)/pytest -q -m docs tests/test_docs_page.py
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'

@@ -22,14 +22,19 @@ which gap it fills:
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, get_args
 
 import msgspec
-from litestar import Litestar, Request
+from litestar import Litestar, Request, get
 from litestar.datastructures import ResponseHeader
-from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.exceptions import NotFoundException
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.params import FromPath
+from litestar.response import File
 
 from schemas.modules import PushAttempt, PushProgress
 from schemas.surveys import SurveyQuestion
@@ -427,6 +432,52 @@ def document(app: Litestar) -> Document:
         built = finish(msgspec.to_builtins(app.openapi_schema.to_schema()))
         app.state.openapi_document = built
     return built
+
+
+# The API reference page: Swagger UI 5 from the pinned swagger-ui-py package (PyPI), served
+# from this origin, so /schema works on a ward's laptop with no internet. The package is only
+# located, never imported (its own code is for other frameworks).
+_SWAGGER = importlib.util.find_spec("swagger_ui")
+ASSETS_DIR = (
+    Path(next(iter(_SWAGGER.submodule_search_locations or []))) / "static" if _SWAGGER else None
+)
+ASSETS_PATH = "/schema/assets"
+ASSET_FILES = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui-standalone-preset.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+}
+
+
+class ReferencePage(SwaggerRenderPlugin):
+    """``/schema``: Swagger UI over the finished document, every asset same-origin."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+            css_url=f"{ASSETS_PATH}/swagger-ui.css",
+            standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
+            path="/",
+            favicon="",
+        )
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: Document) -> bytes:
+        del openapi_schema  # Litestar's unfinished copy
+        return super().render(request, document(request.app))
+
+
+@get(f"{ASSETS_PATH}/{{name:str}}", include_in_schema=False, exclude_from_auth=True)
+async def reference_asset(name: FromPath[str]) -> File:
+    """One of Swagger UI's three files (nothing else of the package is served)."""
+    if name not in ASSET_FILES or ASSETS_DIR is None:
+        raise NotFoundException()
+    return File(
+        ASSETS_DIR / name,
+        filename=name,
+        media_type=ASSET_FILES[name],
+        content_disposition_type="inline",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 class FinishedJson(JsonRenderPlugin):
