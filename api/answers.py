@@ -24,6 +24,7 @@ from schemas.surveys import (
     MultiChoiceQuestion,
     NoteQuestion,
     SingleChoiceQuestion,
+    SurveyChoice,
     SurveyDefinition,
     SurveyQuestion,
     TextQuestion,
@@ -40,7 +41,7 @@ MINIMUM = N_("Must be at least %(limit)s.")
 MAXIMUM = N_("Must be at most %(limit)s.")
 MIN_LENGTH = N_("Must be at least %(limit)s characters long.")
 MAX_LENGTH = N_("Must be at most %(limit)s characters long.")
-CHOICE = N_("Is not one of the allowed values.")
+CHOICE = N_("Is not one of the allowed values: %(allowed)s.")
 MIN_SELECTED = N_("Choose at least %(limit)s options.")
 MAX_SELECTED = N_("Choose at most %(limit)s options.")
 REPEATED = N_("Each option can be chosen once.")
@@ -99,6 +100,14 @@ def _is_int(value: Any) -> bool:
 
 Problem = tuple[str, str, dict[str, object]]  # (code, message id, params)
 Checker = Callable[[Any, int], Problem | None]  # (answer, year of collection) → problem
+
+
+def _allowed(choices: list[SurveyChoice]) -> dict[str, str]:
+    """The choices a volunteer can pick, in each language: ``Có (yes), Không (no)``."""
+    return {
+        language: ", ".join(f"{getattr(c.label, language)} ({c.value})" for c in choices)
+        for language in ("vi", "en")
+    }
 
 
 def _type_error(kind: str) -> Problem:
@@ -176,22 +185,24 @@ def _checker(question: SurveyQuestion) -> Checker:
         return day
     if isinstance(question, SingleChoiceQuestion):
         options = frozenset(choice.value for choice in question.choices)
+        not_allowed: Problem = ("choice", CHOICE, {"allowed": _allowed(question.choices)})
 
         def single(value: Any, year: int) -> Problem | None:
             if type(value) is not str:
                 return _type_error("single_choice")
-            return None if value in options else ("choice", CHOICE, {})
+            return None if value in options else not_allowed
 
         return single
     if isinstance(question, MultiChoiceQuestion):
         allowed = frozenset(choice.value for choice in question.choices)
         fewest, most = question.min_selected, question.max_selected
+        not_among: Problem = ("choice", CHOICE, {"allowed": _allowed(question.choices)})
 
         def multi(value: Any, year: int) -> Problem | None:
             if type(value) is not list or not all(type(item) is str for item in value):
                 return _type_error("multi_choice")
             if any(item not in allowed for item in value):
-                return "choice", CHOICE, {}
+                return not_among
             if len(set(value)) != len(value):
                 return "repeated", REPEATED, {}
             if len(value) < fewest:

@@ -297,9 +297,14 @@ def translate_errors(language: str, errors: list[FieldError]) -> list[FieldProbl
 def _translated_params(language: str, error: FieldError) -> dict[str, object] | None:
     if not error.params:
         return None
-    # Parameter values that are themselves message ids (type names) are translated too.
+    # Parameter values that are themselves message ids (type names) are translated too, and
+    # values given in each language ({"vi": …, "en": …}: a question's choices) are chosen.
     return {
-        k: translate(language, v) if k == "expected" and isinstance(v, str) else v
+        k: translate(language, v)
+        if k == "expected" and isinstance(v, str)
+        else v.get(language, v.get("vi"))
+        if isinstance(v, dict)
+        else v
         for k, v in error.params.items()
     }
 

@@ -173,3 +173,15 @@ async def test_labels_and_names_are_visible_text_without_numbers(
     assert first.json()["label"] == "Nhà số 12"
     again = await client.post("/api/v1/households", json=body, headers=team)
     assert again.json() == first.json()
+
+
+async def test_a_bad_parameter_names_the_parameter_sent(
+    client: AsyncTestClient[Litestar], accounts: Accounts
+) -> None:
+    team_id = await accounts.team(HAC_THANH)
+    member = await accounts.create("team_member", HAC_THANH, team_id=team_id)
+    headers = {**(await accounts.headers(member)), "Accept-Language": "en"}
+    for query, name in (("cursor=garbage!", "cursor"), ("limit=many", "limit")):
+        answer = await client.get(f"/api/v1/sync/pull?{query}", headers=headers)
+        assert answer.status_code == 400, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == [name]

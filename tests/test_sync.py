@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from typing import Any
 
@@ -16,6 +17,7 @@ from tests.conftest import (
     HAC_THANH,
     HAM_RONG,
     HOUSEHOLD_DIGITAL,
+    ROOT,
     Accounts,
     member,
     submission,
@@ -170,6 +172,17 @@ async def test_a_mixed_batch_stores_exactly_its_valid_items(
     assert stored == {good[0]["id"], good[1]["id"]}
 
 
+SURVEY = json.loads((ROOT / "migrations/data/household_digital_v1.json").read_text("utf-8"))
+
+
+def _not_allowed(key: str) -> str:
+    """The English choice error: it lists the question's choices, label and value."""
+    questions = SURVEY["questions"] + SURVEY["roster"]["questions"]
+    (question,) = [q for q in questions if q["key"] == key]
+    listed = ", ".join(f"{c['label']['en']} ({c['value']})" for c in question["choices"])
+    return f"Is not one of the allowed values: {listed}."
+
+
 VALIDATION_CASES = [
     # (answers / members change, field, code, English message)
     (
@@ -196,7 +209,7 @@ VALIDATION_CASES = [
         {"answers": {"hh_broadband": "satellite"}},
         "answers.hh_broadband",
         "choice",
-        "Is not one of the allowed values.",
+        _not_allowed("hh_broadband"),
     ),
     (
         {"answers": {"favourite_colour": "red"}},
@@ -214,7 +227,7 @@ VALIDATION_CASES = [
         {"member": {"vneid": "level3"}},
         "members[0].answers.vneid",
         "choice",
-        "Is not one of the allowed values.",
+        _not_allowed("vneid"),
     ),
     (
         {"member": {"smartphone": "yes"}},
@@ -226,7 +239,7 @@ VALIDATION_CASES = [
         {"member": {"help_wanted": ["vneid", "bitcoin"]}},
         "members[0].answers.help_wanted",
         "choice",
-        "Is not one of the allowed values.",
+        _not_allowed("help_wanted"),
     ),
     (
         {"member": {"cloud_accounts": 21}},
