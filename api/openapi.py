@@ -325,11 +325,18 @@ def _name_tagged_union(doc: Document, name: str, union: Any) -> None:
             "mapping": {str(config.tag): ref for config, ref in zip(configs, refs, strict=True)},
         },
     }
-    for member, schema in zip(members, generated, strict=True):
-        own = {k: v for k, v in schema["properties"].items() if k not in shared and k != tag_field}
-        part: Document = {"type": "object", "properties": own}
-        if own_required := sorted(set(schema.get("required", [])) & set(own)):
-            part["required"] = own_required
+    for member, config, schema in zip(members, configs, generated, strict=True):
+        # Each member names its own tag, so exactly one member matches a value (``oneOf``
+        # holds for validators that ignore the discriminator); generators use the mapping.
+        own = {
+            tag_field: {"type": "string", "enum": [config.tag]},
+            **{k: v for k, v in schema["properties"].items() if k not in shared and k != tag_field},
+        }
+        part: Document = {
+            "type": "object",
+            "properties": own,
+            "required": sorted(set(schema.get("required", [])) & set(own) | {tag_field}),
+        }
         replaced: Document = {
             "title": member.__name__,
             "allOf": [{"$ref": f"{REF}{base_name}"}, part],

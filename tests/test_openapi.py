@@ -66,7 +66,9 @@ def test_the_question_union_is_a_discriminated_hierarchy(doc: dict[str, Any]) ->
     for ref in mapping.values():
         member = schemas[ref.removeprefix(REF)]
         assert member["allOf"][0] == {"$ref": f"{REF}SurveyQuestionBase"}
-    assert schemas["SingleChoiceQuestion"]["allOf"][1]["required"] == ["choices"]
+    choice = schemas["SingleChoiceQuestion"]["allOf"][1]
+    assert choice["required"] == ["choices", "kind"]
+    assert choice["properties"]["kind"] == {"type": "string", "enum": ["single_choice"]}
     definition = schemas["SurveyDefinition"]["properties"]["questions"]
     assert definition["items"] == {"$ref": f"{REF}SurveyQuestion"}
     # No inline union of question kinds is left anywhere.
