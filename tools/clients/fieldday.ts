@@ -4,8 +4,9 @@
 // openapi-typescript and type-checks this file under `tsc --strict`: no `any`, no casts
 // (`as`), no non-null assertions. If the document loses a type, this stops compiling.
 //
-// It also runs: `node --experimental-strip-types fieldday.ts` (Node 22+), or compile it with
-// `npx tsc -p .` and run `node build/fieldday.js`, with BASE_URL, PHONE, PASSWORD set.
+// It is written as the app would run it (with BASE_URL, PHONE and PASSWORD set, a team
+// member's account), but the test only type-checks it: running it needs a bundler or a
+// TypeScript runner, which the project does not install.
 
 import createClient from "openapi-fetch";
 import type { components, paths } from "./generated/api";
