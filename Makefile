@@ -4,19 +4,29 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run test lint typecheck pytest bench catalogs messages clean
+.PHONY: install run test lint typecheck pytest bench catalogs clients docs-check messages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	@echo "installing the project and its development tools (about 2 minutes the first time)"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	touch $(STAMP)
 
 # Compiled catalogs (.mo) are build output, never committed.
 catalogs: $(STAMP)
 	$(BIN)/pybabel compile --statistics -d i18n -D messages
 
-install: $(STAMP) catalogs
+# The pinned TypeScript client toolchain (tests/test_clients.py); skipped without npm.
+CLIENTS := tools/clients/node_modules/.installed
+$(CLIENTS): tools/clients/package.json tools/clients/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd tools/clients && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else echo "npm not found: the TypeScript client check will be skipped"; fi
+
+clients: $(CLIENTS)
+
+install: $(STAMP) catalogs clients
 
 run: install
 	$(BIN)/congdongso migrate
@@ -34,6 +44,10 @@ pytest: install
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
+
+# /schema rendered in headless Chromium with no network (Debian: apt-get install chromium).
+docs-check: install
+	$(BIN)/pytest -q -m docs tests/test_docs_page.py
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'

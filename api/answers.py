@@ -28,9 +28,10 @@ from schemas.surveys import (
     IntegerQuestion,
     MultiChoiceQuestion,
     NoteQuestion,
-    Question,
     SingleChoiceQuestion,
+    SurveyChoice,
     SurveyDefinition,
+    SurveyQuestion,
     TextQuestion,
 )
 
@@ -45,7 +46,7 @@ MINIMUM = N_("Must be at least %(limit)s.")
 MAXIMUM = N_("Must be at most %(limit)s.")
 MIN_LENGTH = N_("Must be at least %(limit)s characters long.")
 MAX_LENGTH = N_("Must be at most %(limit)s characters long.")
-CHOICE = N_("Is not one of the allowed values.")
+CHOICE = N_("Is not one of the allowed values: %(allowed)s.")
 MIN_SELECTED = N_("Choose at least %(limit)s options.")
 MAX_SELECTED = N_("Choose at most %(limit)s options.")
 REPEATED = N_("Each option can be chosen once.")
@@ -148,11 +149,19 @@ Problem = tuple[str, str, dict[str, object]]  # (code, message id, params)
 Checker = Callable[[Any, int], Problem | None]  # (answer, year of collection) → problem
 
 
+def _allowed(choices: list[SurveyChoice]) -> dict[str, str]:
+    """The choices a volunteer can pick, in each language: ``Có (yes), Không (no)``."""
+    return {
+        language: ", ".join(f"{getattr(c.label, language)} ({c.value})" for c in choices)
+        for language in ("vi", "en")
+    }
+
+
 def _type_error(kind: str) -> Problem:
     return "type", TYPE, {"expected": _EXPECTED[kind]}
 
 
-def _checker(question: Question) -> Checker:
+def _checker(question: SurveyQuestion) -> Checker:
     """A function checking one answered value of ``question``, built once per version.
 
     Submissions arrive by the hundred per batch, so the per-answer work is kept to a few
@@ -226,22 +235,24 @@ def _checker(question: Question) -> Checker:
         return day
     if isinstance(question, SingleChoiceQuestion):
         options = frozenset(choice.value for choice in question.choices)
+        not_allowed: Problem = ("choice", CHOICE, {"allowed": _allowed(question.choices)})
 
         def single(value: Any, year: int) -> Problem | None:
             if type(value) is not str:
                 return _type_error("single_choice")
-            return None if value in options else ("choice", CHOICE, {})
+            return None if value in options else not_allowed
 
         return single
     if isinstance(question, MultiChoiceQuestion):
         allowed = frozenset(choice.value for choice in question.choices)
         fewest, most = question.min_selected, question.max_selected
+        not_among: Problem = ("choice", CHOICE, {"allowed": _allowed(question.choices)})
 
         def multi(value: Any, year: int) -> Problem | None:
             if type(value) is not list or not all(type(item) is str for item in value):
                 return _type_error("multi_choice")
             if any(item not in allowed for item in value):
-                return "choice", CHOICE, {}
+                return not_among
             if len(set(value)) != len(value):
                 return "repeated", REPEATED, {}
             if len(value) < fewest:
@@ -276,7 +287,7 @@ def _filtered_out(
 class _Level:
     """One level's questions (the household's, or a member's), prepared for checking."""
 
-    def __init__(self, questions: list[Question]) -> None:
+    def __init__(self, questions: list[SurveyQuestion]) -> None:
         self.known = frozenset(question.key for question in questions)
         self.questions = [
             (question, question.key, question.relevant, _checker(question))
@@ -492,7 +503,7 @@ def check_definition(definition: SurveyDefinition) -> list[FieldError]:
     """A draft's internal consistency: unique keys and choices, conditions on earlier answers."""
     errors: list[FieldError] = []
 
-    def level(questions: list[Question], path: str, earlier: set[str]) -> set[str]:
+    def level(questions: list[SurveyQuestion], path: str, earlier: set[str]) -> set[str]:
         keys: set[str] = set()
         for index, question in enumerate(questions):
             field = f"{path}[{index}]"

@@ -9,7 +9,6 @@ from litestar import Litestar, Request, Response, Router
 from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Contact, Tag
 from litestar.routes import HTTPRoute
 
@@ -23,7 +22,9 @@ from api.fieldwork import routes as fieldwork
 from api.headers import security_headers
 from api.ingest import SurveyCache
 from api.learning import ModuleCache
+from api.logs import echo_request_id
 from api.metrics import Metrics
+from api.openapi import FinishedJson, ReferencePage, reference_asset
 from api.passwords import Passwords
 from api.routes import (
     accounts,
@@ -123,7 +124,14 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
         ],
     )
     app = Litestar(
-        route_handlers=[health.healthz, health.readyz, health.metrics, public, signed_in],
+        route_handlers=[
+            health.healthz,
+            health.readyz,
+            health.metrics,
+            reference_asset,
+            public,
+            signed_in,
+        ],
         lifespan=[
             pool_lifespan(dsn, settings.pool_min, settings.pool_max),
             *([cards.lifespan(dsn)] if settings.card_cache else []),
@@ -146,7 +154,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
         dependencies={"conn": Provide(provide_conn)},
         exception_handlers={Exception: handle_exception},
         middleware=[metrics.middleware, cards.middleware, security.middleware],
-        before_send=[security_headers],
+        before_send=[security_headers, echo_request_id],
         request_max_body_size=settings.max_body_bytes,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         openapi_config=OpenAPIConfig(
@@ -159,7 +167,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             ),
             contact=Contact(name="Cộng đồng số"),
             path="/schema",
-            render_plugins=[ScalarRenderPlugin()],
+            render_plugins=[ReferencePage(), FinishedJson()],
             operation_id_creator=_operation_id,
             use_handler_docstrings=True,
             components=[security.openapi_components],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import os
 import sys
 import uuid
@@ -14,6 +15,9 @@ from api import embedded, migrate
 from api.config import Settings, settings_from_env
 from api.db import connect
 from api.logs import configure as configure_logs
+from api.logs import server_log_config
+from api.metrics import MULTIPROC_ENV, prepare_shared_dir
+from api.stats.catalog import CatalogSync
 
 
 def database_url(settings: Settings) -> str:
@@ -25,9 +29,16 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     from granian.constants import Interfaces, Loops
 
     dsn = database_url(settings)
-    # Workers are separate processes: hand them the resolved database (embedded or not).
+    # Workers are separate processes: hand them the resolved database (embedded or not), and
+    # a fresh directory where they share their metrics (api/metrics.py).
     os.environ["DATABASE_URL"] = dsn
-    print(f"Cộng đồng số on http://{settings.host}:{settings.port}  (API docs: /schema)")
+    shared = os.environ.get(MULTIPROC_ENV) or os.path.join(settings.data_dir, "metrics")
+    prepare_shared_dir(shared)
+    os.environ[MULTIPROC_ENV] = os.path.abspath(shared)
+    logging.getLogger("congdongso").info(
+        "serving",
+        extra={"url": f"http://{settings.host}:{settings.port}", "docs": "/schema"},
+    )
     Granian(
         "api.asgi:app",
         address=settings.host,
@@ -36,6 +47,7 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
         workers=settings.workers,
         loop=Loops.uvloop,
         log_access=False,
+        log_dictconfig=server_log_config(settings.log_level),
         # A worker that dies (a crash, the OOM killer, a kill -9) is replaced at once; the
         # main process, and with it an embedded PostgreSQL, stays up. Only SIGINT/SIGTERM
         # stop the service (granian gives up on a worker that dies again within seconds).
@@ -54,11 +66,43 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
         before = asyncio.run(_revision_and_data(dsn))
         migrate.upgrade(dsn)
         print(f"database at revision {migrate.head_revision()}")
-        if before is not None and before[0] < CELL_KEYS_REVISION and before[1]:
-            # Counters kept before 0009 have no key sums: recompute them once.
+        synced = asyncio.run(_sync_catalog(dsn))
+        print(
+            "indicator catalog: "
+            + (
+                "; ".join(
+                    f"{what} {', '.join(codes)}"
+                    for what, codes in (
+                        ("added", synced.added),
+                        ("updated", synced.changed),
+                        ("counting changed", synced.recounted),
+                        ("no longer in the catalog (kept)", synced.missing),
+                    )
+                    if codes
+                )
+                or "up to date"
+            )
+        )
+        counted = before is not None and before[1]  # a database that already held data
+        keys_missing = counted and before is not None and before[0] < CELL_KEYS_REVISION
+        if keys_missing or (counted and (synced.added or synced.recounted)):
+            # Counters kept before 0009 have no key sums, and counters of a changed rule
+            # count the old way: recompute them once.
             households, seconds = asyncio.run(_rebuild_stats(dsn, settings))
-            print(f"statistics rebuilt with cell keys: {households:,} households, {seconds:.1f} s")
+            print(f"statistics rebuilt: {households:,} households, {seconds:.1f} s")
     return 0
+
+
+async def _sync_catalog(dsn: str) -> CatalogSync:
+    """migrations/data/indicators.json → the indicator table (api/stats/catalog.py)."""
+    from api.stats.catalog import read_catalog, sync_catalog
+
+    entries = await asyncio.to_thread(read_catalog)
+    conn = await connect(dsn)
+    try:
+        return await sync_catalog(conn, entries)
+    finally:
+        await conn.close()
 
 
 CELL_KEYS_REVISION = "0009"

@@ -13,11 +13,13 @@ from typing import Any, ClassVar
 
 import asyncpg
 import msgspec
+import msgspec.inspect
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from api.i18n import N_, negotiate, translate
+from api.logs import request_id
 from schemas.errors import FieldProblem, Problem
 
 log = logging.getLogger("congdongso.errors")
@@ -253,6 +255,61 @@ def field_errors_from_litestar(extra: Any) -> list[FieldError]:
     return errors
 
 
+CHOICES = N_("Is not one of the allowed values: %(allowed)s.")
+_MISSING = re.compile(r"Missing required \w+ parameter '(?P<name>[^']+)'")
+
+
+def _with_choices(request: Request[Any, Any, Any], error: FieldError) -> FieldError:
+    """A choice error that lists what the field allows, read from the handler's types."""
+    handler = request.scope.get("route_handler")
+    parameters = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", {})
+    head, _, rest = error.field.partition(".")
+    name, path = (head, rest) if head in parameters and head != "data" else ("data", error.field)
+    if name not in parameters:
+        return error
+    try:
+        allowed = _allowed_at(msgspec.inspect.type_info(parameters[name].annotation), path)
+    except (TypeError, ValueError):  # a type msgspec cannot describe: say less
+        return error
+    if not allowed:
+        return error
+    return FieldError(error.field, error.code, CHOICES, {"allowed": ", ".join(allowed)})
+
+
+def _allowed_at(info: msgspec.inspect.Type, path: str) -> list[str]:
+    """The literal values a field at ``path`` (``a.b[0].c``) of ``info`` may take."""
+    for part in (p for p in re.split(r"\.|\[\d+\]", path) if p):
+        info = _unwrap(info)
+        if isinstance(info, msgspec.inspect.StructType):
+            fields = {f.encode_name: f.type for f in info.fields}
+            if part not in fields:
+                return []
+            info = fields[part]
+        else:
+            return []
+        info = _unwrap(info)
+    info = _unwrap(info)
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return [str(value) for value in info.values]
+    if isinstance(info, msgspec.inspect.EnumType):
+        return [str(member.value) for member in info.cls]
+    return []
+
+
+def _unwrap(info: msgspec.inspect.Type) -> msgspec.inspect.Type:
+    """Through lists and optional values, to the type that holds the choice."""
+    while True:
+        if isinstance(info, msgspec.inspect.UnionType):
+            kept = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+            if len(kept) != 1:
+                return info
+            info = kept[0]
+        elif isinstance(info, msgspec.inspect.ListType | msgspec.inspect.SetType):
+            info = info.item_type
+        else:
+            return info
+
+
 def _problem(
     request: Request[Any, Any, Any],
     status: int,
@@ -271,7 +328,7 @@ def _problem(
         status=status,
         detail=translate(language, detail, params),
         code=code,
-        instance=request.url.path,
+        instance=f"urn:congdongso:request:{request_id(request.scope)}",
         errors=translated_errors,
     )
     return Response(
@@ -302,10 +359,15 @@ def _translated_params(language: str, error: FieldError) -> dict[str, object] | 
     if not error.params:
         return None
     # Parameter values that are themselves message ids (type names, what an import row
-    # uses and what to use instead) are translated too, with the other parameters.
+    # uses and what to use instead) are translated too, with the other parameters; values
+    # given in each language ({"vi": …, "en": …}: a question's choices) are chosen.
     plain = {k: v for k, v in error.params.items() if k not in _NESTED}
     return {
-        k: translate(language, v, plain) if k in _NESTED and isinstance(v, str) else v
+        k: translate(language, v, plain)
+        if k in _NESTED and isinstance(v, str)
+        else v.get(language, v.get("vi"))
+        if isinstance(v, dict)
+        else v
         for k, v in error.params.items()
     }
 
@@ -337,7 +399,13 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             exc.headers,
         )
     if isinstance(exc, ValidationException):
-        errors = field_errors_from_litestar(exc.extra)
+        errors = [
+            _with_choices(request, error) if error.code == "choice" else error
+            for error in field_errors_from_litestar(exc.extra)
+        ]
+        if not errors and (missing := _MISSING.search(str(exc.detail))):
+            # Litestar names a missing parameter only in its English detail.
+            errors = [FieldError(missing["name"], "required", N_("This field is required."))]
         return _problem(
             request,
             400,
@@ -417,6 +485,7 @@ def problems(*statuses: int) -> dict[int, ResponseSpec]:
             data_container=Problem,
             description=_BY_STATUS.get(status, _BY_STATUS[400])[1],
             media_type=PROBLEM_JSON,
+            generate_examples=False,  # api/openapi.py adds real ones
         )
         for status in sorted({400, *statuses})
     }

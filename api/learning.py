@@ -37,7 +37,6 @@ from api.stats.keys import RecordKeys
 from schemas.households import ItemResult, ItemStatus
 from schemas.modules import (
     AttemptResult,
-    Choice,
     Lesson,
     Module,
     ModuleDefinition,
@@ -47,9 +46,10 @@ from schemas.modules import (
     ProgressUpdate,
     PushAttempt,
     PushProgress,
-    Question,
     QuestionResult,
     Quiz,
+    QuizChoice,
+    QuizQuestion,
 )
 from schemas.surveys import Localized
 
@@ -125,12 +125,12 @@ def render(record: q.VersionRecord, language: str) -> Module:
         quiz=Quiz(
             pass_mark=d.quiz.pass_mark,
             questions=[
-                Question(
+                QuizQuestion(
                     id=question.key,
                     kind=question.kind,
                     prompt=_text(question.prompt, language),
                     choices=[
-                        Choice(id=choice.key, label=_text(choice.label, language))
+                        QuizChoice(id=choice.key, label=_text(choice.label, language))
                         for choice in question.choices
                     ],
                 )

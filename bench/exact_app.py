@@ -39,7 +39,7 @@ VARIANT_ENV = "CDS_BENCH_VARIANT"
 NO_KEY = "(0 * octet_length($2::bytea) * octet_length($3::bytea))"
 
 
-def exact_counts(cell: Cell, unit: str = "percent", **options: object) -> disclosure.Published:
+def exact_counts(cell: Cell, unit: str = "fraction", **options: object) -> disclosure.Published:
     return disclosure.exact(cell)  # whatever options perturb takes
 
 

@@ -506,7 +506,7 @@ async def measure_utility(
     wards = {w["id"] for w in dataset.wards}
     province_of = {w["id"]: w["province_id"] for w in dataset.wards}
     provinces = set(province_of.values())
-    units = {i.code: i.unit for i in catalog.indicators} | {COVERAGE: "percent"}
+    units = {i.code: i.unit for i in catalog.indicators} | {COVERAGE: "fraction"}
     measures = [*units]  # display order, coverage last
     tallies: dict[Key, Tally] = {}
     bands: dict[tuple[str, str], Tally] = defaultdict(Tally)
@@ -891,7 +891,7 @@ async def run(shared: Context) -> list[Result]:
     history = await measure_history_keys(ctx, catalog, ward_ids, ctx.count(3, 1))
     print(f"  history query with keys {_range(history.on)} s, without {_range(history.off)} s")
 
-    units = {i.code: i.unit for i in catalog.indicators} | {COVERAGE: "percent"}
+    units = {i.code: i.unit for i in catalog.indicators} | {COVERAGE: "fraction"}
     cells = [(c, units[m]) for (_, m), points in table.items() if m in units for c in points]
     cost = measure_perturb_cost(cells, ctx.count(5, 2))
     speed = await measure_speed(ctx, dataset, catalog, table, push_households, rng)

@@ -268,8 +268,8 @@ async def _last_cursor(server: Server, token: str) -> str:
             raise RuntimeError(f"pull: {status} {answer[:300]!r}")
         page = msgspec.json.decode(answer)
         if not page["more"]:
-            return str(page["cursor"])
-        since = f"&since={page['cursor']}"
+            return str(page["nextCursor"])
+        since = f"&cursor={page['nextCursor']}"
 
 
 def _sequential_result(label: str, seconds: list[float], baseline: Result | None = None) -> Result:
@@ -311,7 +311,7 @@ async def run(shared: Context) -> list[Result]:
             token=member_token,
         )
         cursor = await _last_cursor(server, member_token)
-        pull_path = f"/api/v1/sync/pull?since={cursor}"
+        pull_path = f"/api/v1/sync/pull?cursor={cursor}"
         member_pull = server.target("GET", pull_path, token=member_token)
         official_pull = server.target("GET", pull_path, token=official_token)
         health = server.target("GET", "/healthz")

@@ -123,7 +123,10 @@ class MyHousehold(Schema):
 
 
 class SyncPull(Schema):
-    cursor: str
+    """Changes since the request's ``cursor``. ``nextCursor`` is where the next pull starts
+    (never null: a change feed has no end); ``more`` says whether to pull again now."""
+
+    next_cursor: str
     more: bool
     survey_versions: list[SurveyVersion]
     households: list[HouseholdState]

@@ -107,21 +107,21 @@ class Lesson(Schema):
     images: list[str]
 
 
-class Choice(Schema):
+class QuizChoice(Schema):
     id: str
     label: str
 
 
-class Question(Schema):
+class QuizQuestion(Schema):
     id: str
     kind: QuestionKind
     prompt: str
-    choices: list[Choice]
+    choices: list[QuizChoice]
 
 
 class Quiz(Schema):
     pass_mark: float
-    questions: list[Question]
+    questions: list[QuizQuestion]
 
 
 class Module(Schema):

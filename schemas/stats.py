@@ -27,14 +27,14 @@ class Rule(Schema):
 class Indicator(Schema):
     code: Annotated[str, Meta(pattern=r"^[A-Z][A-Z0-9_]{0,39}$")]
     name: Localized
-    unit: Literal["percent", "ratio"]
+    unit: Literal["fraction", "ratio"]
     subject: Literal["household", "member"]
     min_age: int | None
     rule: Rule
 
 
 StatLevel = Literal["nation", "province", "ward"]
-Unit = Literal["percent", "ratio"]
+Unit = Literal["fraction", "ratio"]
 
 
 class StatArea(Schema):
@@ -143,7 +143,7 @@ class Series(Schema):
 
 
 class NewTarget(Schema):
-    """A plan target: a fraction for percent indicators (0.8 = 80 %), a ratio otherwise."""
+    """A plan target in the indicator's unit: a fraction (0.8 = 80 %) or a ratio."""
 
     year: Annotated[int, Meta(ge=2000, le=2100)]
     value: Annotated[float, Meta(ge=0, le=100)]

@@ -107,7 +107,7 @@ class DateQuestion(_Question, tag="date", tag_field="kind"):
 FilterText = Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_NUL)]
 
 
-class Choice(Schema):
+class SurveyChoice(Schema):
     value: ChoiceValue
     label: Localized
     # Values a choice filter compares (XLSForm's extra columns of the choices sheet).
@@ -123,12 +123,12 @@ class ChoiceFilter(Schema):
 
 
 class SingleChoiceQuestion(_Question, tag="single_choice", tag_field="kind", kw_only=True):
-    choices: Annotated[list[Choice], Meta(min_length=1, max_length=500)]
+    choices: Annotated[list[SurveyChoice], Meta(min_length=1, max_length=500)]
     choice_filter: ChoiceFilter | None = None
 
 
 class MultiChoiceQuestion(_Question, tag="multi_choice", tag_field="kind", kw_only=True):
-    choices: Annotated[list[Choice], Meta(min_length=1, max_length=500)]
+    choices: Annotated[list[SurveyChoice], Meta(min_length=1, max_length=500)]
     min_selected: int = 0
     max_selected: int | None = None
     choice_filter: ChoiceFilter | None = None
@@ -148,7 +148,7 @@ class NoteQuestion(_Question, tag="note", tag_field="kind"):
     required: bool = False
 
 
-Question = (
+SurveyQuestion = (
     IntegerQuestion
     | DecimalQuestion
     | BooleanQuestion
@@ -165,7 +165,7 @@ class Roster(Schema):
     """A repeat group: one set of answers per household member."""
 
     label: Localized
-    questions: Annotated[list[Question], Meta(min_length=1, max_length=100)]
+    questions: Annotated[list[SurveyQuestion], Meta(min_length=1, max_length=100)]
     min_count: Annotated[int, Meta(ge=0, le=100)] = 0
     max_count: Annotated[int, Meta(ge=1, le=100)] = 30
     # A household integer question whose answer must equal the number of members.
@@ -174,7 +174,7 @@ class Roster(Schema):
 
 class SurveyDefinition(Schema):
     title: Localized
-    questions: Annotated[list[Question], Meta(max_length=300)]
+    questions: Annotated[list[SurveyQuestion], Meta(max_length=300)]
     description: Localized | None = None
     roster: Roster | None = None
     # The privacy notice respondents consent to; submissions must name this version.

@@ -173,3 +173,51 @@ async def test_labels_and_names_are_visible_text_without_numbers(
     assert first.json()["label"] == "Nhà số 12"
     again = await client.post("/api/v1/households", json=body, headers=team)
     assert again.json() == first.json()
+
+
+async def test_a_bad_parameter_names_the_parameter_sent(
+    client: AsyncTestClient[Litestar], accounts: Accounts
+) -> None:
+    team_id = await accounts.team(HAC_THANH)
+    member = await accounts.create("team_member", HAC_THANH, team_id=team_id)
+    headers = {**(await accounts.headers(member)), "Accept-Language": "en"}
+    for query, name in (("cursor=garbage!", "cursor"), ("limit=many", "limit")):
+        answer = await client.get(f"/api/v1/sync/pull?{query}", headers=headers)
+        assert answer.status_code == 400, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == [name]
+
+
+async def test_a_choice_error_lists_the_allowed_values(
+    client: AsyncTestClient[Litestar], accounts: Accounts
+) -> None:
+    admin = await accounts.headers(await accounts.create("admin"))
+    for language, sentence in (
+        ("en", "Is not one of the allowed values: "),
+        ("vi", "Không nằm trong các giá trị cho phép: "),
+    ):
+        headers = {**admin, "Accept-Language": language}
+        body = {"phone": "0912345670", "role": "king", "areaCode": "38"}
+        answer = await client.post("/api/v1/users", json=body, headers=headers)
+        assert answer.status_code == 400, answer.text
+        (error,) = answer.json()["errors"]
+        assert (error["field"], error["code"]) == ("role", "choice")
+        assert error["message"].startswith(sentence)
+        assert "province_official" in error["message"]
+        assert "ward_official" in error["message"]
+    answer = await client.get(
+        "/api/v1/stats/areas/38/children?indicator=HH_BROADBAND&sort=biggest",
+        headers={**admin, "Accept-Language": "en"},
+    )
+    assert answer.status_code == 400, answer.text
+    assert "errors" in answer.json(), answer.text
+    (error,) = answer.json()["errors"]
+    assert error["field"] == "sort"
+    assert error["message"] == "Is not one of the allowed values: coverage, gap, name, value."
+    # A required parameter left out is named too.
+    answer = await client.get(
+        "/api/v1/stats/areas/38/children", headers={**admin, "Accept-Language": "en"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["errors"] == [
+        {"field": "indicator", "code": "required", "message": "This field is required."}
+    ]

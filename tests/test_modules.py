@@ -352,11 +352,11 @@ async def test_a_day_offline_syncs_in_one_push(
         for p in pulled["progress"]
     ] == [(grandmother, household, True, True, 1)]
     assert sorted(pulled["progress"][0]["lessons"]) == sorted(lessons)
-    quiet = await client.get(f"/api/v1/sync/pull?since={pulled['cursor']}", headers=team)
+    quiet = await client.get(f"/api/v1/sync/pull?cursor={pulled['nextCursor']}", headers=team)
     assert quiet.json()["progress"] == []
     retake = {**quiz, "attemptId": str(uuid.uuid4()), "answers": {"q1": ["a"]}}
     await client.post("/api/v1/sync/push", json={"attempts": [retake]}, headers=team)
-    later = await client.get(f"/api/v1/sync/pull?since={pulled['cursor']}", headers=team)
+    later = await client.get(f"/api/v1/sync/pull?cursor={pulled['nextCursor']}", headers=team)
     assert [(p["learnerId"], p["attempts"]) for p in later.json()["progress"]] == [(grandmother, 2)]
 
     too_many = {"progress": [progress] * 300, "attempts": [quiz] * 201}
@@ -422,7 +422,7 @@ async def test_publishing_makes_a_new_version_and_keeps_the_old_one(
     assert unknown.json()["errors"][0]["code"] == "unknown_version"
 
     after_pull = (
-        await client.get(f"/api/v1/sync/pull?since={before_pull['cursor']}", headers=team)
+        await client.get(f"/api/v1/sync/pull?cursor={before_pull['nextCursor']}", headers=team)
     ).json()
     assert [(m["code"], m["version"]) for m in after_pull["modules"]] == [
         ("public_services_portal", 2)

@@ -90,7 +90,7 @@ def same_figures(cells: dict[str, Any], shown: dict[str, Any], names: tuple[str,
     assert cells[gap].value == shown["gap"]
     if shown["value"] is not None:
         assert isinstance(cells[value].value, int | float)
-        expected = "0.0%" if shown["unit"] == "percent" else "0.00"
+        expected = "0.0%" if shown["unit"] == "fraction" else "0.00"
         assert cells[value].number_format == expected
     if shown["numerator"] is not None:
         assert isinstance(cells[numerator].value, int)
@@ -375,7 +375,7 @@ def test_a_province_of_many_wards_charts_the_20_furthest_behind() -> None:
 
     def value(code: str, share: float | None) -> IndicatorValue:
         return IndicatorValue(
-            code=code, name=code.title(), unit="percent", numerator=None if share is None else 1,
+            code=code, name=code.title(), unit="fraction", numerator=None if share is None else 1,
             denominator=None if share is None else 1, value=share, target=0.8,
             gap=None if share is None else round(0.8 - share, 4), suppressed=False, reason=None,
             reason_text=None, forecast=Forecast(status="not_enough_data", month=None,

@@ -92,7 +92,7 @@ async def test_resident_sees_and_deletes_their_data(
     ]
     assert events[-1]["body"]["wardCode"] == HAC_THANH
     # The team's devices are told to forget it.
-    page = (await client.get("/api/v1/sync/pull", params={"since": cursor}, headers=team)).json()
+    page = (await client.get("/api/v1/sync/pull", params={"cursor": cursor}, headers=team)).json()
     assert page["deletedHouseholds"] == [household]
     assert (await client.get("/api/v1/me/household", headers=resident)).status_code == 404
     # The id can never be reused for another household.
@@ -105,9 +105,9 @@ async def test_resident_sees_and_deletes_their_data(
 async def _pull_cursor(client: Client, headers: dict[str, str]) -> tuple[None, None, str]:
     cursor = None
     while True:
-        params = {"since": cursor} if cursor else {}
+        params = {"cursor": cursor} if cursor else {}
         page = (await client.get("/api/v1/sync/pull", params=params, headers=headers)).json()
-        cursor = page["cursor"]
+        cursor = page["nextCursor"]
         if not page["more"]:
             return None, None, cursor
 

@@ -4,12 +4,14 @@ again within seconds; SIGTERM stops everything."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -119,3 +121,118 @@ def _serve_and_kill(dsn: str, tmp_path: Path) -> None:
             server.kill()
             raise
         assert time.monotonic() - stopping < 8, "SIGTERM did not stop the service promptly"
+
+
+def _get(
+    port: int, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, str, dict[str, str]]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310  # http only
+            return answer.status, answer.read().decode(), dict(answer.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(), dict(error.headers)
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the exposition text (0 when absent)."""
+    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        series, value = line.rsplit(" ", 1)
+        if "{" in series:
+            base, rest = series.split("{", 1)
+            found = ",".join(sorted(rest.rstrip("}").split(",")))
+        else:
+            base, found = series, ""
+        if base == name and found == wanted:
+            return float(value)
+    return 0.0
+
+
+@pytest.mark.anyio
+async def test_metrics_add_up_across_workers_and_logs_are_json(dsn: str, tmp_path: Path) -> None:
+    await asyncio.to_thread(_serve_and_scrape, dsn, tmp_path)
+
+
+def _serve_and_scrape(dsn: str, tmp_path: Path) -> None:
+    port = _free_port()
+    token = "scrape-token-for-the-test"
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "PORT": str(port),
+        "CONGDONGSO_WORKERS": "2",
+        "CONGDONGSO_DATA_DIR": str(tmp_path),
+        "CONGDONGSO_CARD_CACHE": "false",
+        "CONGDONGSO_METRICS_TOKEN": token,
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    (shared / "counter_1.db").write_bytes(b"left over from an earlier run")
+    log = tmp_path / "server.log"
+    with log.open("wb") as stderr:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=stderr,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (_up(port) and len(_children(server.pid)) == 2):
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        assert not (shared / "counter_1.db").exists(), "serve empties the metrics directory"
+        scraper = {"Authorization": f"Bearer {token}"}
+        before = _get(port, "/metrics", scraper)[1]
+        healthz = 40
+        for _ in range(healthz):
+            assert _get(port, "/healthz")[0] == 200
+        expired = {"Authorization": "Bearer not-a-token", "X-Request-ID": "field-day-0001"}
+        for _ in range(5):
+            status, body, headers = _get(port, "/api/v1/me", expired)
+            assert status == 401
+        assert headers["x-request-id"] == "field-day-0001"
+        assert '"instance":"urn:congdongso:request:field-day-0001"' in body
+        first = _get(port, "/metrics", scraper)
+        second = _get(port, "/metrics", scraper)
+        assert first[2]["content-type"].count("charset") == 1
+        for scrape in (first[1], second[1]):
+            counted = _sample(
+                scrape, "http_requests_total", method="GET", route="/healthz", status="200"
+            )
+            seen = counted - _sample(
+                before, "http_requests_total", method="GET", route="/healthz", status="200"
+            )
+            assert seen == healthz  # every worker's requests, whichever worker answers
+            me = {"method": "GET", "route": "/api/v1/me"}
+            assert _sample(scrape, "http_requests_total", **me, status="401") == 5
+            assert _sample(scrape, "http_requests_total", **me, status="500") == 0
+            assert "db_pool_size{worker=" in scrape
+            assert "process_resident_memory_bytes{worker=" in scrape
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    lines = log.read_text().splitlines()
+    assert lines, "the server logged nothing"
+    for line in lines:
+        entry = json.loads(line)  # every line, the server's own too, is one JSON object
+        assert {"at", "level", "logger", "msg"} <= set(entry)
+    rejected = [
+        json.loads(line)
+        for line in lines
+        if '"route":"/api/v1/me"' in line and '"logger":"congdongso.access"' in line
+    ]
+    assert rejected
+    assert all(entry["status"] == 401 for entry in rejected)
+    assert all(entry["requestId"] == "field-day-0001" for entry in rejected)
+    assert any('"logger":"_granian"' in line for line in lines)
+    assert "not-a-token" not in log.read_text()

@@ -17,7 +17,7 @@ from api.stats.disclosure import Counts, contribution, displayed, perturb
 
 pytestmark = pytest.mark.anyio
 
-MEASURES = {"HH_SMARTPHONE": "percent", "ADULT_CLOUD": "ratio", COVERAGE: "percent"}
+MEASURES = {"HH_SMARTPHONE": "fraction", "ADULT_CLOUD": "ratio", COVERAGE: "fraction"}
 
 
 def random_cell(rng: random.Random, unit: str) -> Cell:
@@ -110,8 +110,8 @@ def test_what_an_empty_looking_ward_adds_to_its_province() -> None:
         revealed = 0
         for keys in itertools.product(range(256), repeat=households):
             cell = (holding, households, sum(keys[:holding]), sum(keys))
-            added = contribution(cell, "percent")
-            shown = perturb(cell, "percent")
+            added = contribution(cell, "fraction")
+            shown = perturb(cell, "fraction")
             assert shown.numerator == 0 or shown.denominator > 0
             revealed += added.denominator == 0 and added.numerator > 0
         rates[(households, holding)] = revealed / 256**households

@@ -13,7 +13,7 @@ from api.errors import FieldError
 from api.i18n import N_
 from api.stats.catalog import BIRTH_YEAR
 from schemas.stats import Indicator
-from schemas.surveys import MultiChoiceQuestion, Question, SingleChoiceQuestion, SurveyDefinition
+from schemas.surveys import MultiChoiceQuestion, SurveyQuestion, SingleChoiceQuestion, SurveyDefinition
 
 KIND_CHANGED = N_(
     "%(key)s changes kind from %(old)s to %(new)s: stored answers would no longer fit. "
@@ -51,7 +51,7 @@ _RULE_KINDS = {
 class Placed:
     """A question and where it is: the household (member=False) or the roster."""
 
-    question: Question
+    question: SurveyQuestion
     member: bool
 
     @property
@@ -70,7 +70,7 @@ def placed(definition: SurveyDefinition) -> dict[str, Placed]:
     return found
 
 
-def _choices(question: Question) -> list[str]:
+def _choices(question: SurveyQuestion) -> list[str]:
     if isinstance(question, SingleChoiceQuestion | MultiChoiceQuestion):
         return [choice.value for choice in question.choices]
     return []

@@ -25,7 +25,7 @@ from api.errors import FieldError
 from api.i18n import N_
 from schemas.surveys import (
     CalculateQuestion,
-    Choice,
+    SurveyChoice,
     ChoiceFilter,
     Condition,
     DateQuestion,
@@ -34,7 +34,7 @@ from schemas.surveys import (
     Localized,
     MultiChoiceQuestion,
     NoteQuestion,
-    Question,
+    SurveyQuestion,
     Roster,
     SingleChoiceQuestion,
     SurveyDefinition,
@@ -255,8 +255,8 @@ class _Importer:
 
     def questions(
         self, children: list[dict[str, Any]], inherited: list[Condition], in_repeat: bool
-    ) -> list[Question]:
-        found: list[Question] = []
+    ) -> list[SurveyQuestion]:
+        found: list[SurveyQuestion] = []
         for element in children:
             kind = str(element.get("type", ""))
             name = str(element.get("name", ""))
@@ -307,7 +307,7 @@ class _Importer:
 
     def question(
         self, element: dict[str, Any], kind: str, name: str, row: int, bind: dict[str, Any]
-    ) -> Question | None:
+    ) -> SurveyQuestion | None:
         label = _localized(element.get("label"), self.default, name)
         hint = _localized(element["hint"], self.default, name) if element.get("hint") else None
         required = str(bind.get("required", "")).strip().lower() in _YES
@@ -350,7 +350,7 @@ class _Importer:
             except expr.Unsupported as exc:
                 self.report("survey", row, "constraint", exc.what, exc.instead, **exc.params)
                 return None
-        question: Question
+        question: SurveyQuestion
         if kind == "text":
             question = TextQuestion(
                 **common,
@@ -420,7 +420,7 @@ class _Importer:
                 if item.get(column) is not None
             }
             found.append(
-                Choice(
+                SurveyChoice(
                     value=value,
                     label=_localized(item.get("label"), self.default, value),
                     filters=filters or None,
@@ -429,7 +429,7 @@ class _Importer:
         return None if broken or not found else found
 
 
-def _default(question: Question, text: str) -> Any:
+def _default(question: SurveyQuestion, text: str) -> Any:
     """The XLSForm default (always text) as an answer of ``question``, or None."""
     try:
         if isinstance(question, IntegerQuestion):

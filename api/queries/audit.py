@@ -1,4 +1,8 @@
-"""The audit trail: logins, account and role changes, exports, target changes, deletions."""
+"""The audit trail: logins, account and role changes, exports, target changes, deletions.
+
+Each audited action is also an application event in the logs (api/logs.py), so an operator
+sees sign-ins, exports, role and target changes and deletions as they happen.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import uuid
 from typing import Any
 
 import asyncpg
+
+from api.logs import event
 
 
 async def record(
@@ -31,4 +37,13 @@ async def record(
         province_id,
         client_addr,
         detail or {},
+    )
+    # The client address stays in the trail; the log carries who did what to what.
+    event(
+        action,
+        subject_type=subject_type,
+        subject_id=None if subject_id is None else str(subject_id),
+        actor_id=None if actor_id is None else str(actor_id),
+        province_id=province_id,
+        detail=detail or {},
     )

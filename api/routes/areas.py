@@ -6,8 +6,9 @@ import uuid
 from typing import Any, NamedTuple
 
 import asyncpg
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.security.jwt import Token
 
@@ -96,7 +97,10 @@ class AreaRoutes(Controller):
     @post(
         "/{ward_code:str}/hamlets",
         guards=[requires_role("ward_official", "admin")],
-        responses=problems(401, 403, 404, 409),
+        responses={
+            200: ResponseSpec(Area, description="Already added (a retry)", generate_examples=False),
+            **problems(401, 403, 404, 409),
+        },
     )
     async def create_hamlet(
         self,
@@ -104,8 +108,9 @@ class AreaRoutes(Controller):
         conn: NamedDependency[asyncpg.Connection],
         ward_code: FromPath[AreaCode],
         data: JSONBody[NewHamlet],
-    ) -> Area:
-        """Add a hamlet / residential group (thôn, ấp, tổ dân phố) to the caller's ward."""
+    ) -> Response[Area]:
+        """Add a hamlet / residential group (thôn, ấp, tổ dân phố) to the caller's ward (201);
+        sending the same ``id`` and name again returns it (200)."""
         caller = request.user
         ward = await area_queries.get_area(conn, ward_code)
         if ward is None or ward.level != "ward" or not covers(caller, ward):
@@ -135,4 +140,4 @@ class AreaRoutes(Controller):
         hamlet = await area_queries.get_hamlet(conn, hamlet_id)
         if hamlet is None or hamlet.ward_id != ward.id or hamlet.name != name:
             raise Conflict(N_("This ward already has a hamlet with this name, or the id is taken."))
-        return hamlet.public()
+        return Response(hamlet.public(), status_code=201 if created else 200)

@@ -8,7 +8,7 @@ import hmac
 import asyncpg
 from litestar import Request, Response, get
 from litestar.datastructures import State
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.errors import AppError, NotFound, problems
 from api.i18n import N_
@@ -78,7 +78,8 @@ async def metrics(request: Request[None, None, State]) -> Response[bytes]:
     token's holder, or from this machine when no token is set (others: 404)."""
     if not may_scrape(request):
         raise MetricsNotFound()
+    # Litestar appends "; charset=utf-8" to a text/* type itself: name it once.
     return Response(
-        generate_latest(request.app.state.metrics.registry),
-        media_type=CONTENT_TYPE_LATEST,
+        request.app.state.metrics.exposition(),
+        media_type=CONTENT_TYPE_LATEST.removesuffix("; charset=utf-8"),
     )

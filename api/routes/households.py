@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import asyncpg
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.security.jwt import Token
 
@@ -65,16 +66,25 @@ class HouseholdRoutes(Controller):
     path = "/households"
     tags = ["households"]
 
-    @post("/", guards=[requires_role(*WARD_WORKERS)], responses=problems(401, 403, 404, 409))
+    @post(
+        "/",
+        guards=[requires_role(*WARD_WORKERS)],
+        responses={
+            200: ResponseSpec(
+                Household, description="Already registered (a retry)", generate_examples=False
+            ),
+            **problems(401, 403, 404, 409),
+        },
+    )
     async def create_household(
         self,
         request: Request[Principal, Token, Any],
         state: State,
         conn: NamedDependency[asyncpg.Connection],
         data: JSONBody[NewHousehold],
-    ) -> Household:
-        """Register a household in the caller's ward. Idempotent by ``id``: sending the same
-        household again returns it unchanged."""
+    ) -> Response[Household]:
+        """Register a household in the caller's ward (201). Idempotent by ``id``: sending the
+        same household again returns it unchanged (200)."""
         caller = request.user
         label = None if data.label is None else household_label(data.label)
         ward_id = await ward_of_caller(conn, caller, data.ward_code)
@@ -114,7 +124,7 @@ class HouseholdRoutes(Controller):
             or household.label != label
         ):
             raise Conflict(N_("A different household already has this id."))
-        return household.public()
+        return Response(household.public(), status_code=201 if created else 200)
 
     @get("/", guards=[requires_role(*WARD_WORKERS)], responses=problems(401, 403, 404))
     async def list_households(

@@ -19,6 +19,7 @@ from api.auth import Principal, Role, requires_role
 from api.errors import Conflict, FieldError, NotFound, ValidationFailed, problems
 from api.i18n import N_, negotiate
 from api.learning import check_definition, record_attempt, record_progress, summarize
+from api.openapi import documented_header
 from api.pagination import decode_cursor, encode_cursor
 from api.params import AreaCode, Cursor, IfNoneMatch, Limit
 from api.queries import audit
@@ -60,6 +61,14 @@ Competence = Annotated[
         description='A competence component ("2.3") or a whole domain ("2").',
     ),
 ]
+
+
+VERSION_ETAG = documented_header(
+    "ETag", "The module version's validator: send it back in `If-None-Match` to get a 304."
+)
+VERSION_CACHE = documented_header(
+    "Cache-Control", "`private, no-cache`: revalidate, a newer version may be published."
+)
 
 
 class ModuleNotFound(NotFound):
@@ -117,8 +126,11 @@ class ModuleRoutes(Controller):
 
     @get(
         "/{module_id:uuid}",
+        response_headers=[VERSION_ETAG, VERSION_CACHE],
         responses={
-            304: ResponseSpec(None, description="Not modified (If-None-Match matched)"),
+            304: ResponseSpec(
+                None, description="Not modified (If-None-Match matched)", generate_examples=False
+            ),
             **problems(401, 404),
         },
     )
@@ -155,7 +167,11 @@ class ModuleRoutes(Controller):
         "/{module_id:uuid}/attempts",
         guards=[requires_role(*LEARNERS)],
         responses={
-            200: ResponseSpec(AttemptResult, description="Already stored (a retry): the result"),
+            200: ResponseSpec(
+                AttemptResult,
+                description="Already stored (a retry): the result",
+                generate_examples=False,
+            ),
             **problems(401, 403, 404, 409),
         },
     )

@@ -31,6 +31,7 @@ from api.errors import (
     translate_errors,
 )
 from api.i18n import N_, negotiate
+from api.openapi import documented_header
 from api.params import IfNoneMatch
 from api.queries import audit
 from api.queries import surveys as q
@@ -91,6 +92,14 @@ async def lock_authored(
     return survey
 
 
+VERSION_ETAG = documented_header(
+    "ETag", "The version's validator: send it back in `If-None-Match` to get a 304."
+)
+VERSION_CACHE = documented_header(
+    "Cache-Control", "`private, max-age=31536000, immutable`: a published version never changes."
+)
+
+
 def version_etag(survey_id: uuid.UUID, version: int) -> str:
     # Published versions are immutable, so the id and number identify the content.
     return f'"{survey_id}.{version}"'
@@ -116,8 +125,11 @@ class SurveyRoutes(Controller):
 
     @get(
         "/{survey_id:uuid}/versions/{version:int}",
+        response_headers=[VERSION_ETAG, VERSION_CACHE],
         responses={
-            304: ResponseSpec(None, description="Not modified (If-None-Match matched)"),
+            304: ResponseSpec(
+                None, description="Not modified (If-None-Match matched)", generate_examples=False
+            ),
             **problems(401, 404),
         },
     )

@@ -57,22 +57,24 @@ async def pull(
     request: Request[Principal, Token, Any],
     state: State,
     conn: NamedDependency[asyncpg.Connection],
-    since: FromQuery[Cursor] = None,
+    cursor: FromQuery[Cursor] = None,
     limit: FromQuery[PullLimit] = 500,
 ) -> SyncPull:
-    """What the caller needs offline that changed since ``since``: published survey versions,
+    """What the caller needs offline that changed since ``cursor``: published survey versions,
     published learning-module versions (in the caller's language, without the answers), the
     households of their ward with their current answers, deleted households, and the
     learning progress of the ward's learners (a resident: their household's).
 
-    Call again with the returned ``cursor`` while ``more`` is true; keep the last cursor for
-    the next sync. The cursor is a server sequence (transaction ids), never a clock.
+    Call again with ``cursor`` = the returned ``nextCursor`` while ``more`` is true; keep the
+    last ``nextCursor`` for the next sync. Unlike a list's, a change feed's ``nextCursor`` is
+    never null: there is always a "from here" to come back to. The cursor is a server
+    sequence (transaction ids), never a clock.
 
     A team member's last page (``more: false``) also carries their visit plan as of now,
     ``visitPlan``: the first 200 rows of ``GET /areas/{wardCode}/visit-plan`` (households
     to visit next and why, in the caller's language; ``nextCursor`` continues it online),
     and their ``assignments`` (``PUT /teams/{id}/assignments``). A team member's first pull
-    (no ``since``) begins with pages of their assigned households' states; the whole ward
+    (no ``cursor``) begins with pages of their assigned households' states; the whole ward
     follows (including those households again), as it stays readable to the ward's teams.
     The last page also lists the caller's submissions a ward official sent back for a fix,
     ``fixRequests``, until an edit supersedes them.
@@ -80,7 +82,7 @@ async def pull(
     caller = request.user
     if caller.area_id is None:
         raise invalid("role", "not_allowed", N_("Only ward-level accounts sync households."))
-    position = decode_cursor(since, PullCursor) or PullCursor(
+    position = decode_cursor(cursor, PullCursor) or PullCursor(
         low=0, assigned="" if caller.role == "team_member" else None
     )
     if position.assigned is not None:
@@ -92,7 +94,7 @@ async def pull(
             # Their own households first; the stream that follows sends them again.
             page = assigned[:limit]
             return SyncPull(
-                cursor=encode_cursor(
+                next_cursor=encode_cursor(
                     PullCursor(0, None, None, str(page[-1]))
                     if len(assigned) > limit
                     else PullCursor(0)
@@ -138,9 +140,9 @@ async def pull(
             )
             if module is not None:
                 modules.append(module)
-    cursor = PullCursor(position.low, high, found[-1]) if more else PullCursor(high)
+    following = PullCursor(position.low, high, found[-1]) if more else PullCursor(high)
     return SyncPull(
-        cursor=encode_cursor(cursor),
+        next_cursor=encode_cursor(following),
         more=more,
         survey_versions=[
             versions[key].public() for key in sorted(version_keys, key=str) if key in versions
@@ -176,16 +178,12 @@ PUSH_BODY = Body(
             "progress": {
                 "type": "array",
                 "maxItems": PUSH_LIMIT,
-                "description": "PushProgress items: {id, moduleId, lessons, version?, "
-                "householdId?, memberId?}",
-                "items": {"type": "object"},
+                "items": {"$ref": "#/components/schemas/PushProgress"},
             },
             "attempts": {
                 "type": "array",
                 "maxItems": PUSH_LIMIT,
-                "description": "PushAttempt items: {attemptId, moduleId, answers, version?, "
-                "householdId?, memberId?, takenAt?}",
-                "items": {"type": "object"},
+                "items": {"$ref": "#/components/schemas/PushAttempt"},
             },
         }
     },
@@ -243,7 +241,11 @@ class SubmissionNotFound(NotFound):
     guards=[requires_role(*COLLECTORS)],
     tags=["sync"],
     responses={
-        200: ResponseSpec(ItemResult, description="Already stored (a retry): nothing changed"),
+        200: ResponseSpec(
+            ItemResult,
+            description="Already stored (a retry): nothing changed",
+            generate_examples=False,
+        ),
         **problems(401, 403, 404, 409),
     },
 )

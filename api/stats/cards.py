@@ -58,11 +58,11 @@ def cumulate(deltas: list[MonthlyDelta], ends: list[date]) -> dict[tuple[int, st
     return found
 
 
-Units = Mapping[str, str]  # measure → unit ("percent", "ratio"; coverage is a percent)
+Units = Mapping[str, str]  # measure → unit ("fraction", "ratio"; coverage is a percent)
 
 
 def units_of(catalog: Catalog) -> Units:
-    return {COVERAGE: "percent"} | {i.code: i.unit for i in catalog.indicators}
+    return {COVERAGE: "fraction"} | {i.code: i.unit for i in catalog.indicators}
 
 
 def ratios(units: Units) -> list[str]:
@@ -97,7 +97,7 @@ async def figures_at(
     assert place.id is not None
     deltas = await q.monthly_deltas(conn, [place.id], ends[-1], measure)
     return {
-        code: [ward_figure(code, units.get(code, "percent"), c, exact=exact) for c in cells]
+        code: [ward_figure(code, units.get(code, "fraction"), c, exact=exact) for c in cells]
         for (_, code), cells in cumulate(deltas, ends).items()
     }
 
@@ -120,7 +120,7 @@ async def figures_now(
     assert place.id is not None
     cells, targets = await q.current_with_targets(conn, [place.id], place.chain, period.year)
     return {
-        code: ward_figure(code, units.get(code, "percent"), cell, exact=exact)
+        code: ward_figure(code, units.get(code, "fraction"), cell, exact=exact)
         for code, cell in cells.get(place.id, {}).items()
     }, targets
 
@@ -224,7 +224,7 @@ async def card(
     )
     if closed is not None:
         own = {
-            code: ward_figure(code, units.get(code, "percent"), cell, exact=exact)
+            code: ward_figure(code, units.get(code, "fraction"), cell, exact=exact)
             for code, cell in closed.cells.items()
         }
     end = last_month(period)
@@ -383,7 +383,7 @@ async def children(
         return []
     kids = [kid for kid in await places.children(conn, place.id) if kid.id is not None]
     ids = [kid.id for kid in kids if kid.id is not None]
-    units = {COVERAGE: "percent", indicator.code: indicator.unit}
+    units = {COVERAGE: "fraction", indicator.code: indicator.unit}
     end = last_month(period)
     ends = window_ends(end)
     if place.level == "nation":  # provinces: sums of their wards
@@ -405,7 +405,7 @@ async def children(
     else:  # wards: each perturbed on its own
         found_cells, found = await cells_at(conn, ids, period, ids + place.chain)
         now = {
-            ward_id: {code: ward_figure(code, units.get(code, "percent"), cell, exact=False)
+            ward_id: {code: ward_figure(code, units.get(code, "fraction"), cell, exact=False)
                       for code, cell in cells.items()}
             for ward_id, cells in found_cells.items()
         }  # fmt: skip

@@ -13,6 +13,7 @@ wards' numerators over the sum of their denominators, never an average of ward r
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Final
 
 import asyncpg
@@ -251,3 +252,97 @@ class CatalogCache:
         if self._catalog is None:
             self._catalog = await load_catalog(conn, self.keys)
         return self._catalog
+
+
+# The catalog as the project ships it. Migration 0004 created the table from it; later
+# changes reach a database through sync_catalog (run by `congdongso migrate`).
+CATALOG_FILE: Final = (
+    Path(__file__).resolve().parents[2] / "migrations" / "data" / "indicators.json"
+)
+DEFAULT_TARGET_YEAR: Final = 2025
+
+
+class CatalogEntry(msgspec.Struct, rename="camel", frozen=True):
+    """One indicator of ``indicators.json`` (its national default ``target`` included)."""
+
+    code: str
+    name: dict[str, str]
+    unit: str
+    subject: str
+    min_age: int | None
+    rule: dict[str, object]
+    target: float
+    source: str | None = None
+
+
+class CatalogSync(msgspec.Struct, frozen=True):
+    added: list[str]
+    changed: list[str]  # names, units, sources or order
+    recounted: list[str]  # rules, subjects or ages: their counters must be rebuilt
+    missing: list[str]  # in the database, no longer in the file (kept: targets refer to them)
+
+
+def read_catalog(path: Path = CATALOG_FILE) -> list[CatalogEntry]:
+    entries = msgspec.json.decode(path.read_bytes(), type=list[CatalogEntry])
+    for entry in entries:  # every rule must compile, whatever the file says
+        predicate(msgspec.convert(entry.rule, Rule), "answers")
+    return entries
+
+
+async def sync_catalog(conn: asyncpg.Connection, entries: list[CatalogEntry]) -> CatalogSync:
+    """Bring the ``indicator`` table in line with the catalog (:func:`read_catalog`), in one
+    transaction.
+
+    New indicators are added with their national default target; existing ones take the
+    file's names, unit, subject, age, rule, source and order. Nothing is deleted. Changes to
+    what an indicator counts are reported in ``recounted``: the caller rebuilds the counters
+    (``congdongso migrate`` does; running workers read the catalog once, so restart them).
+    """
+    async with conn.transaction():
+        rows = {
+            row["code"]: row
+            for row in await conn.fetch(
+                "SELECT code, position, name, unit, subject, min_age, rule, source FROM indicator"
+            )
+        }
+        added, changed, recounted = [], [], []
+        # Positions are unique: move every row out of the way before renumbering.
+        await conn.execute("UPDATE indicator SET position = position + 10000")
+        for position, entry in enumerate(entries, start=1):
+            row = rows.get(entry.code)
+            counts = (entry.subject, entry.min_age, entry.rule)
+            shown = (position, entry.name, entry.unit, entry.source)
+            if row is None:
+                added.append(entry.code)
+            elif (row["subject"], row["min_age"], row["rule"]) != counts:
+                recounted.append(entry.code)
+            elif (row["position"], row["name"], row["unit"], row["source"]) != shown:
+                changed.append(entry.code)
+            await conn.execute(
+                """INSERT INTO indicator
+                       (code, position, name, unit, subject, min_age, rule, source)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (code) DO UPDATE SET position = $2, name = $3, unit = $4,
+                       subject = $5, min_age = $6, rule = $7, source = $8""",
+                entry.code,
+                position,
+                entry.name,
+                entry.unit,
+                entry.subject,
+                entry.min_age,
+                entry.rule,
+                entry.source,
+            )
+            if row is None:
+                await conn.execute(
+                    """INSERT INTO target (area_id, indicator, year, value)
+                       VALUES (NULL, $1, $2, $3::text::numeric) ON CONFLICT DO NOTHING""",
+                    entry.code,
+                    DEFAULT_TARGET_YEAR,
+                    str(entry.target),
+                )
+        missing = sorted(set(rows) - {entry.code for entry in entries})
+        # Indicators no longer in the file keep their place after the others.
+        for offset, code in enumerate(missing, start=len(entries) + 1):
+            await conn.execute("UPDATE indicator SET position = $2 WHERE code = $1", code, offset)
+    return CatalogSync(added=added, changed=changed, recounted=recounted, missing=missing)

@@ -32,7 +32,7 @@ WHOLE_PERCENT: Final = {"vi": "#,##0\u00a0%", "en": "#,##0%"}
 
 
 def amount(value: float, unit: str, language: str) -> str:
-    if unit == "percent":
+    if unit == "fraction":
         return format_rate(value, language)
     return format_decimal(value, format="#,##0.00", locale=FORMAT_LOCALES[language])
 
@@ -44,7 +44,7 @@ def _month(label: str) -> date:
 def _scale_top(series: Series) -> tuple[float, list[float]]:
     """The value axis: 0 to 100 % for a percent, 0 to a round number above the data and
     the target for a ratio; and its gridlines."""
-    if series.unit == "percent":
+    if series.unit == "fraction":
         return 1.0, [0.0, 0.25, 0.5, 0.75, 1.0]
     seen = [p.value for p in series.points if p.value is not None]
     seen += [p.target for p in series.points if p.target is not None]
@@ -136,7 +136,7 @@ def render(series: Series, language: str) -> str:
         )
         label = (
             format_percent(level, format=WHOLE_PERCENT[language], locale=FORMAT_LOCALES[language])
-            if series.unit == "percent"
+            if series.unit == "fraction"
             else amount(level, series.unit, language)
         )
         parts.append(_text(LEFT - 6, at + 4, label, text_anchor="end"))

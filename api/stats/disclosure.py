@@ -108,7 +108,7 @@ class Counts(NamedTuple):
     denominator: int
 
 
-def contribution(cell: Cell, unit: str = "percent", *, whole_numerator: bool = False) -> Counts:
+def contribution(cell: Cell, unit: str = "fraction", *, whole_numerator: bool = False) -> Counts:
     """A cell's perturbed numerator and denominator before the display rules: what a ward
     adds to its province's and the nation's figures (``api.stats.sums``). The table's noise
     has mean zero, so these add up without bias however small the wards; the display rules
@@ -128,7 +128,7 @@ def contribution(cell: Cell, unit: str = "percent", *, whole_numerator: bool = F
     return Counts(shown_numerator, PTABLE.perturb(denominator, denominator_key))
 
 
-def displayed(counts: Counts, unit: str = "percent") -> Published:
+def displayed(counts: Counts, unit: str = "fraction") -> Published:
     """Perturbed counts (one ward's, or a province's sum of its wards') as published."""
     numerator, denominator = counts
     if denominator == 0:
@@ -140,7 +140,7 @@ def displayed(counts: Counts, unit: str = "percent") -> Published:
     return Published(numerator, denominator, 0 < denominator < MIN_DENOMINATOR)
 
 
-def perturb(cell: Cell, unit: str = "percent", *, whole_numerator: bool = False) -> Published:
+def perturb(cell: Cell, unit: str = "fraction", *, whole_numerator: bool = False) -> Published:
     return displayed(contribution(cell, unit, whole_numerator=whole_numerator), unit)
 
 

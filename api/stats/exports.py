@@ -56,7 +56,8 @@ LEVELS: Final = {
 # Where the decimal separator is a comma, spreadsheets expect ';' between CSV fields.
 CSV_DELIMITERS: Final = {"vi": ";", "en": ","}
 XLSX_TYPE: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CSV_TYPE: Final = "text/csv; charset=utf-8"
+# Litestar appends "; charset=utf-8" to text/* types itself.
+CSV_TYPE: Final = "text/csv"
 
 
 # Spreadsheets sort "11/2026" (vi) and "Nov 2026" (en) as dates in their own locale.
@@ -68,7 +69,7 @@ def _month(month: date, language: str) -> str:
 
 
 def _amount(value: float, unit: str, language: str) -> str:
-    if unit == "percent":
+    if unit == "fraction":
         return format_rate(value, language)
     return format_decimal(value, format="#,##0.00", locale=FORMAT_LOCALES[language])
 
@@ -132,7 +133,7 @@ XLSX_WIDTHS: Final = (10, 10, 28, 16, 18, 40, 11, 11, 10, 10, 12, 28)
 XLSX_BATCH: Final = 1_000  # rows handed to the worker thread at a time
 XLSX_CHUNK: Final = 1 << 16
 # Excel number formats are locale-neutral: the reader's spreadsheet shows its own separators.
-XLSX_FORMATS: Final = {"percent": "0.0%", "ratio": "0.00", "count": "#,##0"}
+XLSX_FORMATS: Final = {"fraction": "0.0%", "ratio": "0.00", "count": "#,##0"}
 XLSX_MONTHS: Final = {"vi": "mm/yyyy", "en": "mmm yyyy"}
 
 
@@ -149,7 +150,7 @@ class _Sheet:
         self.count = self.book.add_format({"num_format": XLSX_FORMATS["count"]})
         self.units = {
             unit: self.book.add_format({"num_format": XLSX_FORMATS[unit]})
-            for unit in ("percent", "ratio")
+            for unit in ("fraction", "ratio")
         }
         for col, width in enumerate(XLSX_WIDTHS):
             self.sheet.set_column(col, col, width)

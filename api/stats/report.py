@@ -289,7 +289,7 @@ def _lines(text: str, width: float) -> int:
 
 
 def number_format(unit: str) -> str:
-    return PERCENT if unit == "percent" else RATIO
+    return PERCENT if unit == "fraction" else RATIO
 
 
 def _number(sheet: Worksheet, row: int, col: int, value: float | int | None, style: Format) -> None:
@@ -530,7 +530,7 @@ def _charts(book: Workbook, styles: Styles, data: ReportData, language: str, mon
 
 
 def _axis_format(unit: str) -> dict[str, Any]:
-    if unit == "percent":
+    if unit == "fraction":
         return {"num_format": "0%", "min": 0, "max": 1, "major_unit": 0.2}
     return {"num_format": "0.0", "min": 0}
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, NamedTuple, cast
 import asyncpg
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, put
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
@@ -20,6 +20,7 @@ from api.auth import Principal, Role, requires_role
 from api.errors import Forbidden, NotFound, invalid, problems
 from api.events import outbox
 from api.i18n import N_, negotiate
+from api.openapi import documented_header
 from api.pagination import decode_cursor, encode_cursor
 from api.params import AreaCode, Cursor
 from api.queries import audit
@@ -50,11 +51,18 @@ IndicatorCode = Annotated[str, Parameter(min_length=1, max_length=40, pattern=r"
 ChildLimit = Annotated[int, Parameter(ge=1, le=500, description="Rows per page (1–500).")]
 PUBLIC_CACHE = "public, max-age=300"
 PRIVATE_CACHE = "private, max-age=300"
-REPORT_DISPOSITION = ResponseHeader(
-    name="Content-Disposition",
-    description='`attachment; filename="congdongso-report-<code>-<period>-<YYYYMMDD>.xlsx"`',
-    documentation_only=True,
+REPORT_DISPOSITION = documented_header(
+    "Content-Disposition",
+    '`attachment; filename="congdongso-report-<code>-<period>-<YYYYMMDD>.xlsx"`',
 )
+EXPORT_DISPOSITION = documented_header(
+    "Content-Disposition",
+    '`attachment; filename="congdongso-<code>-<YYYYMMDD>.csv"` (or `.xlsx`)',
+)
+NO_STORE = documented_header("Cache-Control", "`no-store`: exports are personal to the caller.")
+PRIVATE_CACHED = documented_header("Cache-Control", f"`{PRIVATE_CACHE}`")
+PUBLIC_CACHED = documented_header("Cache-Control", f"`{PUBLIC_CACHE}`")
+BY_LANGUAGE = documented_header("Vary", "`Accept-Language`: the body is in the caller's language.")
 
 
 class StatsAreaNotFound(NotFound):
@@ -227,6 +235,7 @@ class StatsRoutes(Controller):
         "/{code:str}/chart.svg",
         media_type=SVG_TYPE,
         responses=problems(400, 401, 403, 404),
+        response_headers=[PRIVATE_CACHED, BY_LANGUAGE],
     )
     async def get_area_stats_chart(
         self,
@@ -257,7 +266,7 @@ class StatsRoutes(Controller):
         "/{code:str}/report.xlsx",
         media_type=XLSX_TYPE,
         responses=problems(400, 401, 403, 404),
-        response_headers=[REPORT_DISPOSITION],
+        response_headers=[REPORT_DISPOSITION, NO_STORE],
     )
     async def get_area_stats_report(
         self,
@@ -324,6 +333,7 @@ class StatsRoutes(Controller):
         "/{code:str}/export.csv",
         media_type=CSV_TYPE,
         responses=problems(401, 403, 404),
+        response_headers=[EXPORT_DISPOSITION, NO_STORE],
     )
     async def export_area_stats_csv(
         self,
@@ -343,6 +353,7 @@ class StatsRoutes(Controller):
         "/{code:str}/export.xlsx",
         media_type=XLSX_TYPE,
         responses=problems(401, 403, 404),
+        response_headers=[EXPORT_DISPOSITION, NO_STORE],
     )
     async def export_area_stats_xlsx(
         self,
@@ -423,7 +434,7 @@ async def set_target(
         raise Forbidden()
     catalog = await state.indicators.get(conn)
     chosen = _indicator(catalog, indicator)
-    if chosen.unit == "percent" and data.value > 1:
+    if chosen.unit == "fraction" and data.value > 1:
         raise invalid(
             "value", "maximum", N_("A percent target is a fraction between 0 and 1 (0.8 = 80 %).")
         )
@@ -461,6 +472,7 @@ async def set_target(
     "/public/areas/{code:str}/stats",
     tags=["stats"],
     responses=problems(404),
+    response_headers=[PUBLIC_CACHED, BY_LANGUAGE],
     exclude_from_auth=True,
 )
 async def get_public_area_stats(

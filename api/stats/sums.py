@@ -125,7 +125,7 @@ def nation(by_province: ByProvince) -> Sums:
 def display(found: Sums, ratios: Sequence[str]) -> dict[str, Published]:
     """Sums as published: the display rules applied once, to the whole."""
     return {
-        measure: displayed(counts, "ratio" if measure in ratios else "percent")
+        measure: displayed(counts, "ratio" if measure in ratios else "fraction")
         for measure, counts in found.items()
     }
 
@@ -175,6 +175,6 @@ def nation_at(by_province: dict[int, PointSums]) -> PointSums:
 
 def display_at(found: PointSums, ratios: Sequence[str]) -> dict[str, list[Published]]:
     return {
-        measure: [displayed(c, "ratio" if measure in ratios else "percent") for c in points]
+        measure: [displayed(c, "ratio" if measure in ratios else "fraction") for c in points]
         for measure, points in found.items()
     }

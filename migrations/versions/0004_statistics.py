@@ -88,7 +88,8 @@ def upgrade() -> None:
                 item["code"],
                 position,
                 json.dumps(item["name"], ensure_ascii=False),
-                item["unit"],
+                # The catalog speaks today's units; this revision's table, 0004's (0014).
+                {"fraction": "percent"}.get(item["unit"], item["unit"]),
                 item["subject"],
                 item["minAge"],
                 json.dumps(item["rule"]),
