@@ -66,13 +66,13 @@ async def pull_all(client: Client, headers: dict[str, str], limit: int) -> list[
     while True:
         response = await client.get(
             "/api/v1/sync/pull",
-            params={"limit": limit, **({"since": cursor} if cursor else {})},
+            params={"limit": limit, **({"cursor": cursor} if cursor else {})},
             headers=headers,
         )
         assert response.status_code == 200, response.text
         page = response.json()
         pages.append(page)
-        cursor = page["cursor"]
+        cursor = page["nextCursor"]
         if not page["more"]:
             return pages
 
@@ -171,7 +171,7 @@ async def test_a_members_first_pull_brings_their_households_first(
     assert other[0]["assignments"] == []
     # An incremental pull is the stream only.
     again = await client.get(
-        "/api/v1/sync/pull", params={"since": pages[-1]["cursor"]}, headers=ward.a
+        "/api/v1/sync/pull", params={"cursor": pages[-1]["nextCursor"]}, headers=ward.a
     )
     assert again.json()["households"] == []
 

@@ -13,7 +13,12 @@ from api.errors import FieldError
 from api.i18n import N_
 from api.stats.catalog import BIRTH_YEAR
 from schemas.stats import Indicator
-from schemas.surveys import MultiChoiceQuestion, SurveyQuestion, SingleChoiceQuestion, SurveyDefinition
+from schemas.surveys import (
+    MultiChoiceQuestion,
+    SingleChoiceQuestion,
+    SurveyDefinition,
+    SurveyQuestion,
+)
 
 KIND_CHANGED = N_(
     "%(key)s changes kind from %(old)s to %(new)s: stored answers would no longer fit. "

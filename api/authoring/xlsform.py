@@ -25,7 +25,6 @@ from api.errors import FieldError
 from api.i18n import N_
 from schemas.surveys import (
     CalculateQuestion,
-    SurveyChoice,
     ChoiceFilter,
     Condition,
     DateQuestion,
@@ -34,10 +33,11 @@ from schemas.surveys import (
     Localized,
     MultiChoiceQuestion,
     NoteQuestion,
-    SurveyQuestion,
     Roster,
     SingleChoiceQuestion,
+    SurveyChoice,
     SurveyDefinition,
+    SurveyQuestion,
     TextQuestion,
 )
 
@@ -403,9 +403,9 @@ class _Importer:
             question = msgspec.structs.replace(question, default=default)
         return question
 
-    def choices(self, element: dict[str, Any]) -> list[Choice] | None:
+    def choices(self, element: dict[str, Any]) -> list[SurveyChoice] | None:
         list_name = str(element.get("itemset") or element.get("list_name") or "")
-        found: list[Choice] = []
+        found: list[SurveyChoice] = []
         broken = False
         for item in element.get("choices") or []:
             value = str(item.get("name", ""))
