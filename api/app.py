@@ -37,6 +37,7 @@ from api.routes import (
 from api.stats import routes as stats
 from api.stats.cardcache import CardCache
 from api.stats.catalog import CatalogCache
+from api.stats.exports import ExportSlots
 from api.stats.keys import record_keys
 from api.stats.places import Places
 
@@ -116,7 +117,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     app = Litestar(
         route_handlers=[health.healthz, health.readyz, health.metrics, public, signed_in],
         lifespan=[
-            pool_lifespan(dsn, settings.pool_min, settings.pool_max),
+            pool_lifespan(dsn, settings.pool_min, settings.pool_max, settings.export_pool_max),
             *([cards.lifespan(dsn)] if settings.card_cache else []),
         ],
         on_startup=[remember_allowed_methods],
@@ -167,6 +168,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     app.state.indicators = CatalogCache(keys)
     app.state.places = Places()
     app.state.cards = cards
+    app.state.export_slots = ExportSlots(settings.exports_per_user)
     app.state.modules = ModuleCache(keys)
     app.state.jwt_secret = secret
     app.state.metrics = metrics

@@ -305,19 +305,42 @@ def _translated_params(language: str, error: FieldError) -> dict[str, object] | 
 
 # The database cannot answer now, through no fault of the caller: a restart or shutdown
 # (CannotConnectNow, AdminShutdown, CrashShutdown), a lost or refused connection, a
-# statement or lock timeout, a pool that gave no connection in time. Retrying later works.
+# statement or lock timeout (api/db.py LIMITS), a transaction left idle too long, a
+# deadlock, a pool that gave no connection in time. Retrying later works.
 DATABASE_UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.LockNotAvailableError,
+    asyncpg.OperatorInterventionError,  # includes QueryCanceledError (statement_timeout)
+    asyncpg.LockNotAvailableError,  # lock_timeout
+    asyncpg.IdleInTransactionSessionTimeoutError,
+    asyncpg.DeadlockDetectedError,
     asyncpg.TooManyConnectionsError,
     OSError,
     TimeoutError,
 )
 
 
+# A client that left before its answer was complete (mid-body, or before reading the
+# reply): nginx's 499 "client closed request" in the access log and metrics, never a 500.
+CLIENT_CLOSED = 499
+_GONE = "congdongso.client_gone"
+
+
+def mark_client_gone(scope: Any) -> None:
+    scope[_GONE] = True
+
+
+def client_gone(scope: Any) -> bool:
+    return bool(scope.get(_GONE))
+
+
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """The single exception → HTTP mapping for the whole app."""
+    if client_gone(request.scope):
+        # Litestar reports a body cut short by a disconnect as a 500; nobody will read
+        # whatever is answered, and it is not a server error.
+        return _problem(
+            request, CLIENT_CLOSED, "client_closed", AppError.title, AppError.default_detail
+        )
     if isinstance(exc, AppError):
         return _problem(
             request,

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from api.errors import CLIENT_CLOSED, client_gone, mark_client_gone
 from api.stats.cardcache import CardCache
 
 access_log = logging.getLogger("congdongso.access")
@@ -85,16 +86,34 @@ class Metrics:
                 return
             start = time.perf_counter()
             status = 500
+            finished = False
+
+            async def receive_wrapper() -> ReceiveMessage:
+                message = await receive()
+                if message["type"] == "http.disconnect" and not finished:
+                    mark_client_gone(scope)
+                return message
 
             async def send_wrapper(message: Message) -> None:
-                nonlocal status
+                nonlocal status, finished
                 if message["type"] == "http.response.start":
                     status = message["status"]
-                await send(message)
+                try:
+                    await send(message)
+                except Exception:
+                    mark_client_gone(scope)  # the server could not deliver: nobody listens
+                    raise
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    finished = True
 
             try:
-                await app(scope, receive, send_wrapper)
+                await app(scope, receive_wrapper, send_wrapper)
+            except Exception:
+                if not client_gone(scope):
+                    raise
             finally:
+                if client_gone(scope):
+                    status = CLIENT_CLOSED  # logged as such, never as a server error
                 elapsed = time.perf_counter() - start
                 route = scope.get("path_template") or "unmatched"
                 method = scope.get("method", "")

@@ -13,7 +13,8 @@ import asyncio
 import csv
 import io
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -23,11 +24,12 @@ from babel.dates import format_date
 from babel.numbers import format_decimal
 from xlsxwriter import Workbook
 
+from api.errors import TooManyRequests
 from api.i18n import FORMAT_LOCALES, N_, format_number, format_rate, translate
 from api.stats import counters as q
 from api.stats.cards import cumulate, nearest_target, total
 from api.stats.catalog import Catalog
-from api.stats.counters import EMPTY
+from api.stats.counters import EMPTY, Cell
 from api.stats.disclosure import REASONS, WITHHELD, Published, perturb
 from api.stats.periods import EXPORT_MONTHS, add_months, month_start
 from api.stats.places import Place, Places
@@ -219,6 +221,48 @@ async def xlsx_stream(rows: AsyncIterable[ExportRow], language: str) -> AsyncIte
 # Exports ------------------------------------------------------------------------------------
 
 
+class TooManyExports(TooManyRequests):
+    code = "too_many_exports"
+    default_detail = N_(
+        "You already have %(limit)s exports running. Wait for one to finish, then try again."
+    )
+
+
+EXPORT_RETRY_AFTER: Final = "30"  # seconds: a province's export takes a few
+
+
+class ExportSlots:
+    """How many exports each caller has running in this process: a caller may run
+    ``limit`` at once, the next one is a 429 until one finishes or its client goes away."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running: dict[object, int] = {}
+
+    def take(self, caller: object) -> Callable[[], None]:
+        """A slot for ``caller``, or :class:`TooManyExports`; returns the slot's release,
+        which may be called more than once."""
+        if self.running.get(caller, 0) >= self.limit:
+            raise TooManyExports(
+                params={"limit": self.limit}, headers={"Retry-After": EXPORT_RETRY_AFTER}
+            )
+        self.running[caller] = self.running.get(caller, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            left = self.running[caller] - 1
+            if left:
+                self.running[caller] = left
+            else:
+                del self.running[caller]
+
+        return release
+
+
 class ExportRow(NamedTuple):
     month: date
     place: Place
@@ -227,19 +271,43 @@ class ExportRow(NamedTuple):
     target: float | None
 
 
-async def _area_rows(
-    conn: asyncpg.Connection,
+Reader = Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]
+"""Lends a connection for one short read (the route: from the export pool, in a read-only
+snapshot); nothing is kept between two reads."""
+
+
+def on_connection(conn: asyncpg.Connection) -> Reader:
+    """A reader that lends the same connection every time (tests, the bench, the CLI)."""
+
+    @asynccontextmanager
+    async def lend() -> AsyncIterator[asyncpg.Connection]:
+        yield conn
+
+    return lend
+
+
+class _Figures(NamedTuple):
+    cells: dict[tuple[int, str], list[Cell]]
+    targets: dict[int, q.Targets]
+
+
+async def _read_figures(
+    conn: asyncpg.Connection, ids: list[int], ends: list[date], chain_tail: list[int]
+) -> _Figures:
+    cells = cumulate(await q.monthly_deltas(conn, ids, ends[-1]), ends)
+    years = sorted({end.year for end in ends})
+    return _Figures(cells, {year: await q.targets(conn, ids + chain_tail, year) for year in years})
+
+
+def _area_rows(
     catalog: Catalog,
     areas: list[Place],
     ends: list[date],
     chain_tail: list[int],
-) -> AsyncIterator[ExportRow]:
+    figures: _Figures,
+) -> Iterator[ExportRow]:
     """Rows of ``areas`` (siblings), each cell protected on its own; ``chain_tail`` is where
     targets are looked for above them."""
-    ids = [area.id for area in areas if area.id is not None]
-    cells = cumulate(await q.monthly_deltas(conn, ids, ends[-1]), ends)
-    years = sorted({end.year for end in ends})
-    targets = {year: await q.targets(conn, ids + chain_tail, year) for year in years}
     blank = [EMPTY] * len(ends)
     for index, end in enumerate(ends):
         for area in areas:
@@ -249,25 +317,43 @@ async def _area_rows(
                     end,
                     area,
                     indicator,
-                    perturb(cells.get((area.id, indicator.code), blank)[index], indicator.unit),
-                    nearest_target(targets[end.year], [area.id, *chain_tail], indicator.code),
+                    perturb(
+                        figures.cells.get((area.id, indicator.code), blank)[index], indicator.unit
+                    ),
+                    nearest_target(
+                        figures.targets[end.year], [area.id, *chain_tail], indicator.code
+                    ),
                 )
 
 
 async def export_rows(
-    conn: asyncpg.Connection, catalog: Catalog, places: Places, place: Place, now: date
+    read: Reader, catalog: Catalog, places: Places, place: Place, now: date
 ) -> AsyncIterator[ExportRow]:
     """The last 24 months of ``place`` and every area under it, always protected.
 
-    Memory holds one province's wards at a time, whatever the size of the country.
+    Figures are read a province at a time, each in one short read (its own snapshot: a
+    province and its wards agree), and no connection is held while rows are formatted or
+    wait for a slow client. Memory holds one province's wards at a time, whatever the size
+    of the country.
     """
     ends = [add_months(month_start(now), -back) for back in range(EXPORT_MONTHS - 1, -1, -1)]
-    provinces = await places.children(conn, None)
-    province_ids = [p.id for p in provinces if p.id is not None]
+    years = {end.year for end in ends}
+    async with read() as conn:
+        provinces = await places.children(conn, None)
+        province_ids = [p.id for p in provinces if p.id is not None]
+        if place.level == "nation":
+            by_key = cumulate(await q.monthly_deltas(conn, province_ids, ends[-1]), ends)
+            targets = {year: await q.targets(conn, [q.NATION], year) for year in years}
+        elif place.level == "ward":
+            assert place.id is not None
+            assert place.parent_id is not None
+            chain = [place.parent_id, q.NATION]
+            figures = await _read_figures(conn, [place.id], ends, chain)
+    if place.level == "ward":
+        for row in _area_rows(catalog, [place], ends, chain, figures):
+            yield row
+        return
     if place.level == "nation":
-        deltas = await q.monthly_deltas(conn, province_ids, ends[-1])
-        by_key = cumulate(deltas, ends)
-        targets = {year: await q.targets(conn, [q.NATION], year) for year in {e.year for e in ends}}
         for index, end in enumerate(ends):
             for indicator in catalog.indicators:
                 cell = total(
@@ -276,16 +362,15 @@ async def export_rows(
                 ).get(indicator.code, EMPTY)
                 target = nearest_target(targets[end.year], [q.NATION], indicator.code)
                 yield ExportRow(end, place, indicator, perturb(cell, indicator.unit), target)
-    if place.level == "ward":
-        assert place.parent_id is not None
-        async for row in _area_rows(conn, catalog, [place], ends, [place.parent_id, q.NATION]):
-            yield row
-        return
     shown = provinces if place.level == "nation" else [place]
     for province in shown:
         assert province.id is not None
-        async for row in _area_rows(conn, catalog, [province], ends, [q.NATION]):
+        async with read() as conn:
+            own = await _read_figures(conn, [province.id], ends, [q.NATION])
+            wards = await places.children(conn, province.id)
+            ward_ids = [ward.id for ward in wards if ward.id is not None]
+            below = await _read_figures(conn, ward_ids, ends, [province.id, q.NATION])
+        for row in _area_rows(catalog, [province], ends, [q.NATION], own):
             yield row
-        wards = await places.children(conn, province.id)
-        async for row in _area_rows(conn, catalog, wards, ends, [province.id, q.NATION]):
+        for row in _area_rows(catalog, wards, ends, [province.id, q.NATION], below):
             yield row
