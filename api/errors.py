@@ -333,6 +333,22 @@ def client_gone(scope: Any) -> bool:
     return bool(scope.get(_GONE))
 
 
+def _unavailable(exc: BaseException) -> BaseException | None:
+    """The database-unavailable condition behind ``exc``, if any: a lost connection often
+    surfaces as the driver's complaint about the rollback that followed it
+    (``InterfaceError: … the underlying connection is closed``)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, DATABASE_UNAVAILABLE):
+            return seen
+        if not isinstance(seen, (asyncpg.InterfaceError, asyncpg.InternalClientError)):
+            return None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """The single exception → HTTP mapping for the whole app."""
     if client_gone(request.scope):
@@ -414,8 +430,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             N_("Invalid reference"),
             N_("The request refers to a record that does not exist."),
         )
-    if isinstance(exc, DATABASE_UNAVAILABLE):
-        log.error("database unavailable: %s", type(exc).__name__)
+    if cause := _unavailable(exc):
+        log.error("database unavailable: %s", type(cause).__name__)
         code, title, detail = _BY_STATUS[503]
         return _problem(request, 503, code, title, detail, headers={"Retry-After": "5"})
     log.exception("unhandled error on %s", request.scope.get("path_template", ""))

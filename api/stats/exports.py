@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import asyncpg
 from babel.dates import format_date
@@ -34,6 +36,8 @@ from api.stats.disclosure import REASONS, WITHHELD, Published, perturb
 from api.stats.periods import EXPORT_MONTHS, add_months, month_start
 from api.stats.places import Place, Places
 from schemas.stats import Indicator
+
+T = TypeVar("T")
 
 HEADERS: Final = (
     N_("Month"),
@@ -105,32 +109,46 @@ def formatted(row: ExportRow, language: str) -> tuple[list[str], int | None, int
     return texts, numerator, denominator
 
 
-async def csv_stream(rows: AsyncIterable[ExportRow], language: str) -> AsyncIterator[bytes]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=CSV_DELIMITERS[language], lineterminator="\r\n")
-    writer.writerow([translate(language, header) for header in HEADERS])
-    yield ("\ufeff" + buffer.getvalue()).encode()  # the BOM tells spreadsheets it is UTF-8
-    pending = 0
-    async for row in rows:
+# Formatting an export is CPU work (the cell key method, Babel, CSV or XLSX): it runs on one
+# thread per process, a batch of rows at a time, never on the event loop. However many
+# exports run, the loop stays free for other requests (the GIL is handed back every 5 ms),
+# and exports share that one thread in turns.
+_FORMATTING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="congdongso-export")
+CSV_BATCH: Final = 500  # rows formatted per turn
+
+
+async def _formatted(work: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_FORMATTING, work, *args)
+
+
+def _csv_batch(writer: Any, buffer: io.StringIO, rows: Iterator[ExportRow], language: str) -> bytes:
+    buffer.seek(0)
+    buffer.truncate()
+    for row in itertools.islice(rows, CSV_BATCH):
         texts, numerator, denominator = formatted(row, language)
         counts = [
             "" if numerator is None else format_number(numerator, language),
             "" if denominator is None else format_number(denominator, language),
         ]
-        if pending == 0:
-            buffer.seek(0)
-            buffer.truncate()
         writer.writerow([*texts[:6], *counts, *texts[6:]])
-        pending += 1
-        if pending == 500:
-            yield buffer.getvalue().encode()
-            pending = 0
-    if pending:
-        yield buffer.getvalue().encode()
+    return buffer.getvalue().encode()
+
+
+async def csv_stream(
+    blocks: AsyncIterable[Iterable[ExportRow]], language: str
+) -> AsyncIterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=CSV_DELIMITERS[language], lineterminator="\r\n")
+    writer.writerow([translate(language, header) for header in HEADERS])
+    yield ("\ufeff" + buffer.getvalue()).encode()  # the BOM tells spreadsheets it is UTF-8
+    async for block in blocks:
+        rows = iter(block)
+        while text := await _formatted(_csv_batch, writer, buffer, rows, language):
+            yield text
 
 
 XLSX_WIDTHS: Final = (10, 10, 28, 16, 18, 40, 11, 11, 10, 10, 12, 28)
-XLSX_BATCH: Final = 1_000  # rows handed to the worker thread at a time
+XLSX_BATCH: Final = 1_000  # rows written per turn on the formatting thread
 XLSX_CHUNK: Final = 1 << 16
 # Excel number formats are locale-neutral: the reader's spreadsheet shows its own separators.
 XLSX_FORMATS: Final = {"percent": "0.0%", "ratio": "0.00", "count": "#,##0"}
@@ -158,9 +176,11 @@ class _Sheet:
         self.sheet.freeze_panes(1, 0)
         self.rows = 0
 
-    def write(self, rows: list[ExportRow]) -> None:
+    def write(self, rows: Iterator[ExportRow]) -> int:
+        """Write up to XLSX_BATCH rows from ``rows``; how many were written."""
         sheet, language = self.sheet, self.language
-        for row in rows:
+        before = self.rows
+        for row in itertools.islice(rows, XLSX_BATCH):
             self.rows += 1
             number = self.rows
             unit = self.units[row.indicator.unit]
@@ -188,28 +208,28 @@ class _Sheet:
                 sheet.write_number(number, 8, rate, unit)
                 if row.target is not None:
                     sheet.write_number(number, 10, row.target - rate, unit)
+        return self.rows - before
 
     def close(self) -> None:
         self.sheet.autofilter(0, 0, max(self.rows, 1), len(HEADERS) - 1)
         self.book.close()
 
 
-async def xlsx_stream(rows: AsyncIterable[ExportRow], language: str) -> AsyncIterator[bytes]:
+async def xlsx_stream(
+    blocks: AsyncIterable[Iterable[ExportRow]], language: str
+) -> AsyncIterator[bytes]:
     """The same rows and columns as the CSV, counts and rates as numbers with Excel number
     formats. XlsxWriter writes a ZIP only when the workbook closes, so the export is built
     in ``constant_memory`` mode into a temporary file, then streamed from it and deleted;
-    the writing runs in a worker thread, a batch of rows at a time."""
+    the writing runs on the formatting thread, a batch of rows at a time."""
     with tempfile.TemporaryDirectory(prefix="congdongso-export-") as folder:
         path = str(Path(folder) / "export.xlsx")
-        sheet = await asyncio.to_thread(_Sheet, path, folder, language)
-        batch: list[ExportRow] = []
-        async for row in rows:
-            batch.append(row)
-            if len(batch) == XLSX_BATCH:
-                await asyncio.to_thread(sheet.write, batch)
-                batch = []
-        await asyncio.to_thread(sheet.write, batch)
-        await asyncio.to_thread(sheet.close)
+        sheet = await _formatted(_Sheet, path, folder, language)
+        async for block in blocks:
+            rows = iter(block)
+            while await _formatted(sheet.write, rows):
+                pass
+        await _formatted(sheet.close)
         handle = await asyncio.to_thread(Path(path).open, "rb")
         try:
             while chunk := await asyncio.to_thread(handle.read, XLSX_CHUNK):
@@ -326,15 +346,34 @@ def _area_rows(
                 )
 
 
+def _nation_rows(
+    catalog: Catalog,
+    place: Place,
+    ends: list[date],
+    province_ids: list[int],
+    by_key: dict[tuple[int, str], list[Cell]],
+    targets: dict[int, q.Targets],
+) -> Iterator[ExportRow]:
+    for index, end in enumerate(ends):
+        for indicator in catalog.indicators:
+            cell = total(
+                {indicator.code: by_key.get((pid, indicator.code), [EMPTY] * len(ends))[index]}
+                for pid in province_ids
+            ).get(indicator.code, EMPTY)
+            target = nearest_target(targets[end.year], [q.NATION], indicator.code)
+            yield ExportRow(end, place, indicator, perturb(cell, indicator.unit), target)
+
+
 async def export_rows(
     read: Reader, catalog: Catalog, places: Places, place: Place, now: date
-) -> AsyncIterator[ExportRow]:
-    """The last 24 months of ``place`` and every area under it, always protected.
+) -> AsyncIterator[Iterator[ExportRow]]:
+    """The last 24 months of ``place`` and every area under it, always protected, in
+    blocks: the rows of what one short read returned (the nation; a province and its wards),
+    produced lazily by whoever formats them.
 
-    Figures are read a province at a time, each in one short read (its own snapshot: a
-    province and its wards agree), and no connection is held while rows are formatted or
-    wait for a slow client. Memory holds one province's wards at a time, whatever the size
-    of the country.
+    Each read is its own snapshot (a province and its wards agree), and no connection is
+    held while rows are formatted or wait for a slow client. Memory holds one province's
+    wards at a time, whatever the size of the country.
     """
     ends = [add_months(month_start(now), -back) for back in range(EXPORT_MONTHS - 1, -1, -1)]
     years = {end.year for end in ends}
@@ -350,18 +389,10 @@ async def export_rows(
             chain = [place.parent_id, q.NATION]
             figures = await _read_figures(conn, [place.id], ends, chain)
     if place.level == "ward":
-        for row in _area_rows(catalog, [place], ends, chain, figures):
-            yield row
+        yield _area_rows(catalog, [place], ends, chain, figures)
         return
     if place.level == "nation":
-        for index, end in enumerate(ends):
-            for indicator in catalog.indicators:
-                cell = total(
-                    {indicator.code: by_key.get((pid, indicator.code), [EMPTY] * len(ends))[index]}
-                    for pid in province_ids
-                ).get(indicator.code, EMPTY)
-                target = nearest_target(targets[end.year], [q.NATION], indicator.code)
-                yield ExportRow(end, place, indicator, perturb(cell, indicator.unit), target)
+        yield _nation_rows(catalog, place, ends, province_ids, by_key, targets)
     shown = provinces if place.level == "nation" else [place]
     for province in shown:
         assert province.id is not None
@@ -370,7 +401,7 @@ async def export_rows(
             wards = await places.children(conn, province.id)
             ward_ids = [ward.id for ward in wards if ward.id is not None]
             below = await _read_figures(conn, ward_ids, ends, [province.id, q.NATION])
-        for row in _area_rows(catalog, [province], ends, [q.NATION], own):
-            yield row
-        for row in _area_rows(catalog, wards, ends, [province.id, q.NATION], below):
-            yield row
+        yield itertools.chain(
+            _area_rows(catalog, [province], ends, [q.NATION], own),
+            _area_rows(catalog, wards, ends, [province.id, q.NATION], below),
+        )
