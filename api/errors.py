@@ -343,7 +343,12 @@ def _unavailable(exc: BaseException) -> BaseException | None:
             return None
         if isinstance(seen, DATABASE_UNAVAILABLE):
             return seen
-        if not isinstance(seen, (asyncpg.InterfaceError, asyncpg.InternalClientError)):
+        if isinstance(seen, asyncpg.InternalClientError):
+            # The driver's protocol state left behind by a backend that was terminated or
+            # lost ("cannot switch to state …; another operation is in progress"); the
+            # connection is discarded, and a retry gets a fresh one.
+            return seen
+        if not isinstance(seen, asyncpg.InterfaceError):
             return None
         seen = seen.__cause__ or seen.__context__
     return None
