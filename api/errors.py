@@ -221,6 +221,12 @@ def _join(parent: str, name: str) -> str:
 _FORMAT_HINTS = {
     "phone": N_("Enter a Vietnamese mobile number, e.g. 0912345678."),
 }
+PASSWORD_NOT_ALLOWED = N_(
+    "An account created or managed by someone else gets its password from its holder: "
+    "hand them the activation code instead."
+)
+# Fields declared null-only to say "never send this": their own code and message.
+_NULL_ONLY = {"password": ("password_not_allowed", PASSWORD_NOT_ALLOWED)}
 
 
 def field_error(message: str, field: str = "") -> FieldError:
@@ -234,6 +240,9 @@ def field_error(message: str, field: str = "") -> FieldError:
             if code == "required":
                 return FieldError(_join(field, groups["name"]), code, text)
             if code == "type":
+                name = field.rsplit(".", 1)[-1]
+                if groups["expected"] == "null" and name in _NULL_ONLY:
+                    return FieldError(field, *_NULL_ONLY[name])
                 expected = _TYPE_NAMES.get(groups["expected"], groups["expected"])
                 return FieldError(field, code, text, {"expected": expected})
             if code == "format":
