@@ -49,7 +49,8 @@ PeriodText = Annotated[
     str,
     Parameter(
         max_length=10,
-        pattern=r"^[0-9A-Za-z-]+$",
+        # Exactly the forms parse_period reads (before 2020 or in the future: 400 all the same).
+        pattern=r"^(current|[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?)$",
         description="`current`, a month `2025-07`, a quarter `2025-Q3` or a year `2025`.",
     ),
 ]
