@@ -14,6 +14,7 @@ import csv
 import io
 import itertools
 import tempfile
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -117,8 +118,21 @@ _FORMATTING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="congdongso-e
 CSV_BATCH: Final = 500  # rows formatted per turn
 
 
+# Exports are background work: the formatting thread rests as long as it worked, so one
+# worker's exports take at most half a core and requests keep the rest of the machine.
+EXPORT_DUTY: Final = 0.5
+
+
+def _paced(work: Callable[..., T], *args: object) -> T:
+    started = time.perf_counter()
+    try:
+        return work(*args)
+    finally:
+        time.sleep((time.perf_counter() - started) * (1 / EXPORT_DUTY - 1))
+
+
 async def _formatted(work: Callable[..., T], *args: object) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_FORMATTING, work, *args)
+    return await asyncio.get_running_loop().run_in_executor(_FORMATTING, _paced, work, *args)
 
 
 def _csv_batch(writer: Any, buffer: io.StringIO, rows: Iterator[ExportRow], language: str) -> bytes:
