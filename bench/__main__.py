@@ -20,7 +20,17 @@ from bench import Benchmark, Result, print_results
 from bench.env import ROOT, Context, setup
 
 # Register a benchmark by adding its module (bench/<module>.py) here; they run in this order.
-MODULES = ["server_choice", "login_cost", "sync", "stats", "modules", "privacy", "report", "visits"]
+MODULES = [
+    "server_choice",
+    "login_cost",
+    "sync",
+    "stats",
+    "modules",
+    "privacy",
+    "parent_sums",
+    "report",
+    "visits",
+]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
 

@@ -8,7 +8,9 @@ it like the real app (``bench.env.serve(..., app="bench.exact_app:app")``) with
 - ``exact``: every published count is the true count. ``api.stats.disclosure.perturb``
   (which ``published`` calls for every protected view) and its import in
   ``api.stats.exports`` return the exact cell, and the learning counts are not perturbed
-  (``api.stats.cards._protected_counts``). What is left is the exact path of a ward's own
+  (``api.stats.cards.perturbed_learning``). A province and the nation read their own
+  counters (``api.stats.sums.now`` and ``at`` replaced), as they did before a parent became
+  the sum of its wards' perturbed cells. What is left is the exact path of a ward's own
   view, for every view.
 - ``keyless``: the counters' SQL computes no record keys. ``api.stats.catalog``'s
   HOUSEHOLD_KEY and PERSON_KEY become a constant 0 before the app builds its Catalog (it is
@@ -23,9 +25,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
+
+import asyncpg
 
 from api.queries.modules import LearningCounts
-from api.stats import cards, catalog, disclosure, exports
+from api.stats import cards, catalog, counters, disclosure, exports, sums
 from api.stats.counters import Cell
 
 VARIANT_ENV = "CDS_BENCH_VARIANT"
@@ -38,14 +43,53 @@ def exact_counts(cell: Cell, unit: str = "percent", **options: object) -> disclo
     return disclosure.exact(cell)  # whatever options perturb takes
 
 
-def exact_learning(counts: LearningCounts) -> LearningCounts | None:
+def exact_learning(counts: LearningCounts) -> LearningCounts:
     return counts
+
+
+_provinces: list[int] = []
+
+
+async def _province_ids(conn: asyncpg.Connection, province_ids: list[int] | None) -> list[int]:
+    if province_ids is not None:
+        return province_ids
+    if not _provinces:
+        _provinces.extend(
+            r[0] for r in await conn.fetch("SELECT id FROM area WHERE level = 'province'")
+        )
+    return _provinces
+
+
+async def exact_now(
+    conn: asyncpg.Connection, province_ids: list[int] | None, ratios: object
+) -> sums.ByProvince:
+    """The provinces' own counters (one row per measure and shard each)."""
+    ids = await _province_ids(conn, province_ids)
+    cells, _ = await counters.current_with_targets(conn, ids, [], 0)
+    return {pid: {m: disclosure.Counts(c[0], c[1]) for m, c in cells[pid].items()} for pid in ids}
+
+
+async def exact_at(
+    conn: asyncpg.Connection,
+    province_ids: list[int] | None,
+    ends: list[date],
+    ratios: object,
+    measure: str | None = None,
+) -> dict[int, sums.PointSums]:
+    ids = await _province_ids(conn, province_ids)
+    deltas = await counters.monthly_deltas(conn, ids, ends[-1], measure)
+    found: dict[int, sums.PointSums] = {pid: {} for pid in ids}
+    for (pid, code), cells in cards.cumulate(deltas, ends).items():
+        found[pid][code] = [disclosure.Counts(cell[0], cell[1]) for cell in cells]
+    return found
 
 
 def patch_exact() -> None:
     disclosure.perturb = exact_counts
     exports.perturb = exact_counts  # imported by name
-    cards._protected_counts = exact_learning
+    sums.now = exact_now
+    sums.at = exact_at
+    cards.perturbed_learning = exact_learning
 
 
 def patch_keyless() -> None:

@@ -38,10 +38,10 @@ import msgspec
 from tqdm import tqdm
 
 from api.db import connect
-from api.stats.cards import coverage_of, cumulate
+from api.stats.cards import coverage_of, cumulate, ward_figure
 from api.stats.catalog import COVERAGE, Catalog, history_sql, load_catalog
 from api.stats.counters import EMPTY, Cell, MonthlyDelta, monthly_deltas
-from api.stats.disclosure import Published, exact, perturb
+from api.stats.disclosure import Counts, Published, contribution, displayed, exact, perturb
 from api.stats.keys import record_keys
 from api.stats.periods import EXPORT_MONTHS, add_months, month_start, today
 from bench import Result
@@ -153,13 +153,13 @@ async def subsample_cells(
 
 
 def shown_cell(cell: Cell, measure: str, unit: str) -> Published:
-    """The cell as a protected view publishes it: ``perturb`` for an indicator (what cards
-    and exports call); coverage as a card shows it (``coverage_of``, in case coverage is
-    published differently)."""
+    """A ward's cell as a protected view publishes it (``ward_figure``: ``perturb``, and
+    coverage's numerator with its own key), and as a card shows it (``coverage_of``)."""
+    shown = ward_figure(measure, unit, cell, exact=False)
     if measure != COVERAGE:
-        return perturb(cell, unit)
-    shown = coverage_of({COVERAGE: cell}, exact=False)
-    return Published(shown.surveyed or 0, shown.registered or 0, shown.suppressed)
+        return shown
+    coverage = coverage_of(shown)
+    return Published(coverage.surveyed or 0, coverage.registered or 0, coverage.suppressed)
 
 
 @dataclass
@@ -172,11 +172,13 @@ class Tally:
     errors: list[float] = field(default_factory=list)
 
     def add(self, cell: Cell, measure: str, unit: str) -> None:
+        self.add_shown(cell, shown_cell(cell, measure, unit))
+
+    def add_shown(self, cell: Cell, shown: Published) -> None:
         numerator, denominator = cell[0], cell[1]
         if denominator <= 0:
             return  # nothing to publish
         self.cells += 1
-        shown = shown_cell(cell, measure, unit)
         if shown.withheld or shown.denominator <= 0:
             return
         self.published += 1
@@ -235,23 +237,37 @@ Key = tuple[
 
 
 def evaluate(
-    dataset: str, table: Table, wards: set[int], units: dict[str, str]
+    dataset: str, table: Table, province_of: dict[int, int], units: dict[str, str]
 ) -> tuple[dict[Key, Tally], dict[tuple[str, str], Tally]]:
     """Tallies by (dataset, level, current|monthly, measure), and ward tallies by (size
-    band of the cell's registered households, measure)."""
+    band of the cell's registered households, measure). A province publishes the sum of its
+    wards' published cells (``api.stats.sums``), compared with its own true cell."""
     by_key: dict[Key, Tally] = defaultdict(Tally)
     by_band: dict[tuple[str, str], Tally] = defaultdict(Tally)
+    added: dict[tuple[int, str], list[tuple[int, int]]] = {}
     for (area_id, measure), cells in table.items():
-        if measure not in units:
+        if measure not in units or area_id not in province_of:
             continue
-        level = "ward" if area_id in wards else "province"
         registered = table.get((area_id, COVERAGE), [EMPTY] * len(cells))
+        sums_ = added.setdefault((province_of[area_id], measure), [(0, 0)] * len(cells))
         for index, cell in enumerate(cells):
+            shown = shown_cell(cell, measure, units[measure])
+            part = contribution(cell, units[measure], whole_numerator=measure == COVERAGE)
+            n, d = sums_[index]
+            sums_[index] = (n + part.numerator, d + part.denominator)
             tally = Tally()
-            tally.add(cell, measure, units[measure])
-            by_key[(dataset, level, "current" if index == 0 else "monthly", measure)].merge(tally)
-            if level == "ward":
-                by_band[(band(registered[index][1]), measure)].merge(tally)
+            tally.add_shown(cell, shown)
+            by_key[(dataset, "ward", "current" if index == 0 else "monthly", measure)].merge(tally)
+            by_band[(band(registered[index][1]), measure)].merge(tally)
+    for (area_id, measure), cells in table.items():
+        if measure not in units or area_id in province_of:
+            continue
+        for index, cell in enumerate(cells):
+            n, d = added.get((area_id, measure), [(0, 0)] * len(cells))[index]
+            tally = Tally()
+            tally.add_shown(cell, displayed(Counts(n, d), units[measure]))
+            when = "current" if index == 0 else "monthly"
+            by_key[(dataset, "province", when, measure)].merge(tally)
     return by_key, by_band
 
 
@@ -488,7 +504,8 @@ async def measure_utility(
     """Utility on the counters, then on each subsample; also the counters' cells."""
     ends = month_ends()
     wards = {w["id"] for w in dataset.wards}
-    provinces = {w["province_id"] for w in dataset.wards}
+    province_of = {w["id"]: w["province_id"] for w in dataset.wards}
+    provinces = set(province_of.values())
     units = {i.code: i.unit for i in catalog.indicators} | {COVERAGE: "percent"}
     measures = [*units]  # display order, coverage last
     tallies: dict[Key, Tally] = {}
@@ -503,7 +520,7 @@ async def measure_utility(
                 table = counters = await counter_cells(conn, sorted(wards | provinces), ends)
         else:
             table = await subsample_cells(ctx.dsn, catalog, dataset, size, ends)
-        found, found_bands = evaluate(name, table, wards, units)
+        found, found_bands = evaluate(name, table, province_of, units)
         tallies.update(found)
         for key, tally in found_bands.items():
             bands[key].merge(tally)
@@ -572,9 +589,12 @@ async def _timed(target_load: Awaitable[LoadResult], label: str) -> LoadResult:
     return run
 
 
-async def _check_variants(on: Server, off: Server, token: str, table: Table, area_id: int) -> None:
-    """The "off" server publishes exact counts and the "on" server perturbed ones: the
-    province card's numerators against the counters (nothing was written since)."""
+async def _check_variants(
+    on: Server, off: Server, token: str, table: Table, area_id: int, province_of: dict[int, int]
+) -> None:
+    """The "off" server publishes exact counts and the "on" server its wards' perturbed
+    cells added up: the province card's numerators against the counters (nothing was
+    written since)."""
     cards = {}
     for name, server in (("on", on), ("off", off)):
         status, body = await fetch(
@@ -590,10 +610,14 @@ async def _check_variants(on: Server, off: Server, token: str, table: Table, are
     perturbed = 0
     for code, shown in cards["on"].items():
         cell = table[(area_id, code)][0]
-        expected = perturb(cell, shown["unit"])
-        if (shown["numerator"], shown["denominator"]) != expected[:2]:
-            raise RuntimeError(f"the API shows {code} {shown}, perturb gives {expected}")
-        perturbed += expected[:2] != cell[:2]
+        wards = [cells[0] for (ward, measure), cells in table.items()
+                 if measure == code and province_of.get(ward) == area_id]  # fmt: skip
+        parts = [contribution(ward_cell, shown["unit"]) for ward_cell in wards]
+        added = Counts(sum(p.numerator for p in parts), sum(p.denominator for p in parts))
+        expected = displayed(added, shown["unit"])[:2]
+        if (shown["numerator"], shown["denominator"]) != expected:
+            raise RuntimeError(f"the API shows {code} {shown}, its wards add up to {expected}")
+        perturbed += expected != cell[:2]
     print(f"  variants checked: {perturbed} of {len(cards['on'])} province figures perturbed")
 
 
@@ -714,6 +738,7 @@ async def measure_speed(
             tokens["province_official"],
             table,
             province_id,
+            {w["id"]: w["province_id"] for w in dataset.wards},
         )
 
         children = f"/api/v1/stats/areas/{PROVINCE}/children?indicator=ADULT_SMARTPHONE&limit=500"

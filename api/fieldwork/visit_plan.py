@@ -47,7 +47,7 @@ import asyncpg
 from api.auth import Principal
 from api.i18n import N_, translate
 from api.pagination import encode_cursor
-from api.stats import counters
+from api.stats import counters, disclosure
 from api.stats.cards import indicator_value, nearest_target
 from api.stats.catalog import BIRTH_YEAR, TIME_ZONE, Catalog, predicate
 from api.stats.counters import EMPTY
@@ -156,7 +156,8 @@ async def lagging(
     found: list[tuple[float, int, str]] = []
     for position, indicator in enumerate(catalog.indicators):
         target = nearest_target(targets, chain, indicator.code)
-        value = indicator_value(indicator, own.get(indicator.code, EMPTY), target, "en", exact=True)
+        shown = disclosure.exact(own.get(indicator.code, EMPTY))
+        value = indicator_value(indicator, shown, target, "en")
         if value.gap is not None and value.gap > 0:
             found.append((-value.gap, position, indicator.code))
     return [Lagging(code, -gap) for gap, _, code in sorted(found)]

@@ -424,11 +424,15 @@ async def learning_summary(
     ward_ids: list[int] | None,
     language: str = "vi",
     versions: VersionSource = _read_versions,
+    per_ward: Callable[[LearningCounts], LearningCounts] | None = None,
 ) -> LearningSummary:
     """Learners who attempted, completions and passes per published module, and per
     competence component (the sum over the modules tagged with it), for the given wards
     (``None``: the whole country). Reads only the per-ward counters: its cost does not grow
     with the number of learners. Modules nobody took are listed with zeros.
+
+    ``per_ward``: what each ward's counts become before they are added up (the protection
+    of published figures, ``api.stats.cards.perturbed_learning``); exact sums without it.
 
     Titles and components come from ``versions`` (pass ``ModuleCache.get``: published
     versions never change, so a card does not read module definitions every time)."""
@@ -444,23 +448,24 @@ async def learning_summary(
                   coalesce(w.attempts_key, 0)::bigint AS attempts_key
            FROM learning_module m
            LEFT JOIN (
-               SELECT module_id, sum(learners) AS learners, sum(completions) AS completions,
+               SELECT module_id, CASE WHEN $2 THEN ward_id END AS ward_id,
+                      sum(learners) AS learners, sum(completions) AS completions,
                       sum(passed) AS passed, sum(attempts) AS attempts,
                       sum(learners_key) AS learners_key, sum(completions_key) AS completions_key,
                       sum(passed_key) AS passed_key, sum(attempts_key) AS attempts_key
                FROM ward_learning
                WHERE $1::int[] IS NULL OR ward_id = ANY ($1::int[])
-               GROUP BY module_id
+               GROUP BY module_id, 2
            ) w ON w.module_id = m.id
            WHERE m.latest_version IS NOT NULL
            ORDER BY m.code""",
         ward_ids,
+        per_ward is not None,
     )
     described = await versions(conn, {(r["id"], r["latest_version"]) for r in rows})
-    modules: list[ModuleCounts] = []
-    by_component: dict[str, LearningCounts] = {}
+    by_module: dict[uuid.UUID, ModuleCounts] = {}
+    components: dict[uuid.UUID, list[str]] = {}
     for row in rows:
-        definition = described[(row["id"], row["latest_version"])].definition
         counts = LearningCounts(
             row["learners"],
             row["completions"],
@@ -468,18 +473,26 @@ async def learning_summary(
             row["attempts"],
             (row["learners_key"], row["completions_key"], row["passed_key"], row["attempts_key"]),
         )
-        for component in definition.competences.components:
-            by_component[component] = by_component.get(component, NO_LEARNERS) + counts
-        modules.append(
-            ModuleCounts(
-                module_id=row["id"],
-                code=row["code"],
-                title=definition.title.en if language == "en" else definition.title.vi,
-                counts=counts,
-            )
+        if per_ward is not None:
+            counts = per_ward(counts)
+        if row["id"] in by_module:
+            module = by_module[row["id"]]
+            by_module[row["id"]] = msgspec.structs.replace(module, counts=module.counts + counts)
+            continue
+        definition = described[(row["id"], row["latest_version"])].definition
+        components[row["id"]] = list(definition.competences.components)
+        by_module[row["id"]] = ModuleCounts(
+            module_id=row["id"],
+            code=row["code"],
+            title=definition.title.en if language == "en" else definition.title.vi,
+            counts=counts,
         )
+    by_component: dict[str, LearningCounts] = {}
+    for module in by_module.values():
+        for component in components[module.module_id]:
+            by_component[component] = by_component.get(component, NO_LEARNERS) + module.counts
     return LearningSummary(
-        modules=modules,
+        modules=list(by_module.values()),
         competences=[
             CompetenceCounts(component=component, counts=counts)
             for component, counts in sorted(

@@ -28,7 +28,7 @@ from api.queries.areas import get_area
 from api.recommend import rank
 from api.routes.households import HouseholdNotFound, household_visible
 from api.scope import covers
-from api.stats.cards import learning_view
+from api.stats.cards import learning_in
 from api.stats.places import sees_exact
 from schemas.base import Page
 from schemas.modules import (
@@ -335,10 +335,13 @@ async def get_area_learning(
     if area is None or not covers(request.user, area):
         raise NotFound(N_("No area with this code in your scope."), code="area_not_found")
     ward_ids = [area.id] if area.level == "ward" else await q.ward_ids_of(conn, area.id)
-    summary = await q.learning_summary(
-        conn, ward_ids, negotiate(request.headers.get("accept-language")), state.modules.get
+    shown = await learning_in(
+        conn,
+        ward_ids,
+        exact=sees_exact(request.user, area.id),
+        language=negotiate(request.headers.get("accept-language")),
+        versions=state.modules.get,
     )
-    shown = learning_view(summary, exact=sees_exact(request.user, area.id))
     return LearningStats(area=area.public(), modules=shown.modules, competences=shown.competences)
 
 

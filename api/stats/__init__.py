@@ -6,7 +6,8 @@ Where things are:
   compiles to. Add an indicator in ``migrations/data/indicators.json``.
 - ``counters``: keeping the per-ward and per-province counters (incrementally and by
   rebuild) and reading them; targets.
-- ``disclosure``: what a published figure may show.
+- ``disclosure``: what a published figure may show (the cell key method).
+- ``sums``: a province's and the nation's figures, their wards' perturbed cells added up.
 - ``periods``, ``places``: what a request asks for (a period, an area) and who may read it.
 - ``cards``: the card, the children table and the series, built from the counters.
 - ``cardcache``: rendered cards kept per process until their counters change.

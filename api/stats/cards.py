@@ -1,15 +1,15 @@
 """Statistics from the counters: cards, children tables and series.
 
-Reading never scans households: a ward card reads its own counters, a province card its
-province's, the nation sums its provinces. Views other than a ward official's or team
-member's own ward are protected cell by cell (``api.stats.disclosure``), so no view needs
-its siblings' counters.
+Reading never scans households: a ward card reads its own counters; a province card its
+wards' counters, perturbed one by one and added up in one SQL statement (``api.stats.sums``);
+the nation every ward's the same way. Views other than a ward official's or team member's
+own ward are protected (``api.stats.disclosure``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import date
 from typing import NamedTuple
 
@@ -19,6 +19,7 @@ import msgspec
 from api.i18n import translate
 from api.queries.modules import LearningCounts, LearningSummary, VersionSource, learning_summary
 from api.stats import counters as q
+from api.stats import sums
 from api.stats.catalog import COVERAGE, Catalog
 from api.stats.counters import EMPTY, Cell, MonthlyDelta, add
 from api.stats.disclosure import (
@@ -26,12 +27,14 @@ from api.stats.disclosure import (
     PTABLE,
     REASONS,
     WITHHELD,
+    Published,
     part_key,
     published,
 )
 from api.stats.forecast import WINDOW, forecast
 from api.stats.periods import Grain, Period, add_months, month_start, period_points, today
 from api.stats.places import Place, Places
+from api.stats.sums import NOTHING
 from schemas.modules import CompetenceLearning, Learning, ModuleLearning
 from schemas.stats import Card, Coverage, Forecast, Indicator, IndicatorValue, SeriesPoint
 
@@ -54,49 +57,77 @@ def cumulate(deltas: list[MonthlyDelta], ends: list[date]) -> dict[tuple[int, st
     return found
 
 
-def total(cells: Iterable[dict[str, Cell]]) -> dict[str, Cell]:
-    summed: dict[str, Cell] = defaultdict(lambda: EMPTY)
-    for area_cells in cells:
-        for measure, cell in area_cells.items():
-            summed[measure] = add(summed[measure], cell)
-    return dict(summed)
+Units = Mapping[str, str]  # measure → unit ("percent", "ratio"; coverage is a percent)
 
 
-async def cells_at(
-    conn: asyncpg.Connection, area_ids: list[int], period: Period, target_areas: list[int]
-) -> tuple[q.Cells, q.Targets]:
-    """Counters of these areas at the end of ``period`` (today's for current), and the
-    targets set on ``target_areas`` for the period's year."""
-    if period.end is None:
-        return await q.current_with_targets(conn, area_ids, target_areas, period.year)
-    by_key = cumulate(await q.monthly_deltas(conn, area_ids, period.end), [period.end])
-    found: q.Cells = {area_id: {} for area_id in area_ids}
-    for (area_id, measure), cells in by_key.items():
-        found[area_id][measure] = cells[0]
-    return found, await q.targets(conn, target_areas, period.year)
+def units_of(catalog: Catalog) -> Units:
+    return {COVERAGE: "percent"} | {i.code: i.unit for i in catalog.indicators}
 
 
-async def recent_cells(
-    conn: asyncpg.Connection, area_ids: list[int], end: date, measure: str | None = None
-) -> dict[tuple[int, str], list[Cell]]:
-    """Each (area, measure)'s cells at the end of each of the ``WINDOW`` months up to
-    ``end``, oldest first: the history a forecast is made from."""
-    ends = [add_months(end, back - WINDOW + 1) for back in range(WINDOW)]
-    return cumulate(await q.monthly_deltas(conn, area_ids, end, measure), ends)
+def ratios(units: Units) -> list[str]:
+    return [measure for measure, unit in units.items() if unit == "ratio"]
 
 
-def trend(
-    indicator: Indicator,
-    cells: list[Cell],
-    end: date,
-    target: float | None,
-    *,
-    exact: bool,
-) -> Forecast:
+def ward_figure(measure: str, unit: str, cell: Cell, *, exact: bool) -> Published:
+    """A ward's cell as the caller may see it: exact in their own ward, else perturbed (the
+    surveyed households of coverage keep their own key: they are the household indicators'
+    denominator, and show the same value there)."""
+    return published(cell, unit, exact_view=exact, whole_numerator=measure == COVERAGE)
+
+
+def window_ends(end: date) -> list[date]:
+    """The ``WINDOW`` months up to ``end``, oldest first: the history a forecast is made of."""
+    return [add_months(end, back - WINDOW + 1) for back in range(WINDOW)]
+
+
+async def figures_at(
+    conn: asyncpg.Connection, place: Place, ends: list[date], units: Units, *, exact: bool
+) -> dict[str, list[Published]]:
+    """``place``'s published figures of these measures at the end of each month in ``ends``.
+
+    A ward's are its own cells; a province's and the nation's are their wards' perturbed
+    cells added up (``api.stats.sums``)."""
+    measure = next(iter(units)) if len(units) == 1 else None
+    if place.level != "ward":
+        provinces = None if place.id is None else [place.id]
+        found = await sums.at(conn, provinces, ends, ratios(units), measure)
+        added = sums.nation_at(found) if place.id is None else found.get(place.id, {})
+        return sums.display_at(added, ratios(units))
+    assert place.id is not None
+    deltas = await q.monthly_deltas(conn, [place.id], ends[-1], measure)
+    return {
+        code: [ward_figure(code, units.get(code, "percent"), c, exact=exact) for c in cells]
+        for (_, code), cells in cumulate(deltas, ends).items()
+    }
+
+
+async def figures_now(
+    conn: asyncpg.Connection, place: Place, period: Period, units: Units, *, exact: bool
+) -> tuple[dict[str, Published], q.Targets]:
+    """``place``'s published figures at the end of ``period`` (today's for current), and the
+    targets set on its chain for the period's year."""
+    if period.end is not None:
+        found = await figures_at(conn, place, [period.end], units, exact=exact)
+        targets = await q.targets(conn, place.chain, period.year)
+        return {code: points[0] for code, points in found.items()}, targets
+    if place.level != "ward":
+        provinces = None if place.id is None else [place.id]
+        by_province = await sums.now(conn, provinces, ratios(units))
+        targets = await q.targets(conn, place.chain, period.year)
+        added = sums.nation(by_province) if place.id is None else by_province.get(place.id, {})
+        return sums.display(added, ratios(units)), targets
+    assert place.id is not None
+    cells, targets = await q.current_with_targets(conn, [place.id], place.chain, period.year)
+    return {
+        code: ward_figure(code, units.get(code, "percent"), cell, exact=exact)
+        for code, cell in cells.get(place.id, {}).items()
+    }, targets
+
+
+def trend(months: list[Published], end: date, target: float | None) -> Forecast:
     """The forecast from the monthly values this caller may see (exact or protected)."""
     values: list[float | None] = []
-    for cell in cells:
-        shown = published(cell, indicator.unit, exact_view=exact)
+    for shown in months:
         ok = not shown.withheld and shown.denominator > 0
         values.append(shown.numerator / shown.denominator if ok else None)
     return forecast(values, end, target)
@@ -114,12 +145,10 @@ def rounded(value: float | None) -> float | None:
 
 
 def indicator_value(
-    indicator: Indicator, cell: Cell, target: float | None, language: str, *, exact: bool
+    indicator: Indicator, shown: Published, target: float | None, language: str
 ) -> IndicatorValue:
-    """One indicator as the caller may see it: exact in their own ward, else perturbed (and
-    withheld when its perturbed denominator is small)."""
+    """One indicator as published (withheld when its perturbed denominator is small)."""
     name = getattr(indicator.name, language)
-    shown = published(cell, indicator.unit, exact_view=exact)
     if shown.withheld:
         return IndicatorValue(
             code=indicator.code,
@@ -160,8 +189,7 @@ def nearest_target(
     return None
 
 
-def coverage_of(cells: dict[str, Cell], *, exact: bool) -> Coverage:
-    shown = published(cells.get(COVERAGE, EMPTY), "percent", exact_view=exact, whole_numerator=True)
+def coverage_of(shown: Published) -> Coverage:
     if shown.withheld:
         return Coverage(surveyed=None, registered=None, value=None, suppressed=True)
     surveyed, registered = shown.numerator, shown.denominator
@@ -183,38 +211,23 @@ async def card(
     language: str,
     versions: VersionSource,
 ) -> Card:
-    """One round trip for today's card: the counters it needs and the targets. Every cell
-    is protected on its own (no siblings needed): see ``api.stats.disclosure``."""
-    if place.id is None:
-        area_ids = [p.id for p in await places.children(conn, None) if p.id is not None]
-        found_cells, found = await cells_at(conn, area_ids, period, place.chain)
-        own = total(found_cells.values())
-    else:
-        area_ids = [place.id]
-        found_cells, found = await cells_at(conn, [place.id], period, place.chain)
-        own = found_cells.get(place.id, {})
+    """A card: today's (or a past period's) figures, each indicator's forecast from the
+    months before, and learning. ``exact`` only for a ward's own view."""
+    units = units_of(catalog)
+    own, found = await figures_now(conn, place, period, units, exact=exact)
     end = last_month(period)
-    history = await recent_cells(conn, area_ids, end)
+    history = await figures_at(conn, place, window_ends(end), units, exact=exact)
     values = []
     for indicator in catalog.indicators:
         target = nearest_target(found, place.chain, indicator.code)
-        months = [EMPTY] * WINDOW
-        for area_id in area_ids:
-            for index, cell in enumerate(history.get((area_id, indicator.code), [])):
-                months[index] = add(months[index], cell)
-        value = indicator_value(
-            indicator, own.get(indicator.code, EMPTY), target, language, exact=exact
-        )
-        values.append(
-            msgspec.structs.replace(
-                value, forecast=trend(indicator, months, end, target, exact=exact)
-            )
-        )
+        months = history.get(indicator.code, [NOTHING] * WINDOW)
+        value = indicator_value(indicator, own.get(indicator.code, NOTHING), target, language)
+        values.append(msgspec.structs.replace(value, forecast=trend(months, end, target)))
     return Card(
         area=place.public(language),
         period=period.label,
         exact=exact,
-        coverage=coverage_of(own, exact=exact),
+        coverage=coverage_of(own.get(COVERAGE, NOTHING)),
         indicators=values,
         learning=(
             await learning_of(
@@ -226,33 +239,56 @@ async def card(
     )
 
 
-def _protected_counts(counts: LearningCounts) -> LearningCounts | None:
-    """Perturbed learning counts, or None when too few learners may be shown."""
-    learners = PTABLE.perturb(counts.learners, counts.keys[0])
-    if 0 < learners < MIN_DENOMINATOR:
-        return None
-    if learners == 0:  # nobody, as far as anyone can tell: every count says so
-        return LearningCounts(0, 0, 0, 0, counts.keys)
+def perturbed_learning(counts: LearningCounts) -> LearningCounts:
+    """One ward's learning counts (of a module) perturbed, each by its own cell key mixed
+    with the learners' (a learner who is counted in one but not another still moves both).
+    Areas above a ward, and competence rows, add these up before the display rules
+    (``_shown``): like indicators, they are sums of perturbed cells, so no difference of
+    published rows recovers a true count, and the noise's zero mean keeps the sums
+    unbiased."""
 
     def part(count: int, key: int) -> int:
         return PTABLE.perturb(count, part_key(key, counts.keys[0]))
 
     return LearningCounts(
-        learners=learners,
-        completions=min(part(counts.completions, counts.keys[1]), learners),
-        passed=min(part(counts.passed, counts.keys[2]), learners),
+        learners=PTABLE.perturb(counts.learners, counts.keys[0]),
+        completions=part(counts.completions, counts.keys[1]),
+        passed=part(counts.passed, counts.keys[2]),
         attempts=part(counts.attempts, counts.keys[3]),
-        keys=counts.keys,
+        keys=NO_KEYS,
+    )
+
+
+NO_KEYS = (0, 0, 0, 0)
+
+
+def _shown(counts: LearningCounts, *, exact: bool) -> LearningCounts | None:
+    """A row as published: exact, or (protected) withheld when it has 1 to 9 learners,
+    all zeros when it has none (nobody, as far as anyone can tell: every count says so),
+    completions and passes never above the learners."""
+    if exact:
+        return counts
+    learners = counts.learners
+    if 0 < learners < MIN_DENOMINATOR:
+        return None
+    if learners <= 0:
+        return LearningCounts(0, 0, 0, 0, NO_KEYS)
+    return LearningCounts(
+        learners,
+        max(0, min(counts.completions, learners)),
+        max(0, min(counts.passed, learners)),
+        max(0, counts.attempts),
+        NO_KEYS,
     )
 
 
 def learning_view(summary: LearningSummary, *, exact: bool) -> Learning:
-    """Learning counts as the caller may see them: exact in one's own ward, else each count
-    perturbed by its own cell key (module rows, competence rows and totals alike), and a row
-    whose perturbed learners are 1 to 9 withheld."""
+    """Learning counts as the caller may see them, from a summary made exact (one's own
+    ward) or from perturbed wards (``perturbed_learning``); a protected row whose learners
+    are 1 to 9 is withheld."""
     modules: list[ModuleLearning] = []
     for module in summary.modules:
-        counts = module.counts if exact else _protected_counts(module.counts)
+        counts = _shown(module.counts, exact=exact)
         modules.append(
             ModuleLearning(
                 module_id=module.module_id,
@@ -268,7 +304,7 @@ def learning_view(summary: LearningSummary, *, exact: bool) -> Learning:
         )
     competences: list[CompetenceLearning] = []
     for competence in summary.competences:
-        counts = competence.counts if exact else _protected_counts(competence.counts)
+        counts = _shown(competence.counts, exact=exact)
         competences.append(
             CompetenceLearning(
                 component=competence.component,
@@ -280,6 +316,20 @@ def learning_view(summary: LearningSummary, *, exact: bool) -> Learning:
             )
         )
     return Learning(modules=modules, competences=competences)
+
+
+async def learning_in(
+    conn: asyncpg.Connection,
+    ward_ids: list[int] | None,
+    *,
+    exact: bool,
+    language: str,
+    versions: VersionSource,
+) -> Learning:
+    """Learning in these wards (None: everywhere) as the caller may see it."""
+    per_ward = None if exact else perturbed_learning
+    summary = await learning_summary(conn, ward_ids, language, versions, per_ward)
+    return learning_view(summary, exact=exact)
 
 
 async def learning_of(
@@ -298,8 +348,7 @@ async def learning_of(
         wards = [w.id for w in await places.children(conn, place.id) if w.id is not None]
     else:
         wards = None
-    summary = await learning_summary(conn, wards, language, versions)
-    return learning_view(summary, exact=exact)
+    return await learning_in(conn, wards, exact=exact, language=language, versions=versions)
 
 
 class ChildFigures(NamedTuple):
@@ -321,28 +370,67 @@ async def children(
         return []
     kids = [kid for kid in await places.children(conn, place.id) if kid.id is not None]
     ids = [kid.id for kid in kids if kid.id is not None]
-    found_cells, found = await cells_at(conn, ids, period, ids + place.chain)
+    units = {COVERAGE: "percent", indicator.code: indicator.unit}
     end = last_month(period)
-    history = await recent_cells(conn, ids, end, indicator.code)
+    ends = window_ends(end)
+    if place.level == "nation":  # provinces: sums of their wards
+        if period.end is None:
+            added = await sums.now(conn, None, ratios(units))
+        else:
+            added = {
+                pid: {code: points[0] for code, points in cells.items()}
+                for pid, cells in (await sums.at(conn, None, [end], ratios(units))).items()
+            }
+        now = {pid: sums.display(cells, ratios(units)) for pid, cells in added.items()}
+        history = {
+            pid: sums.display_at(cells, ratios(units))
+            for pid, cells in (
+                await sums.at(conn, None, ends, ratios(units), indicator.code)
+            ).items()
+        }
+        found = await q.targets(conn, ids + place.chain, period.year)
+    else:  # wards: each perturbed on its own
+        found_cells, found = await cells_at(conn, ids, period, ids + place.chain)
+        now = {
+            ward_id: {code: ward_figure(code, units.get(code, "percent"), cell, exact=False)
+                      for code, cell in cells.items()}
+            for ward_id, cells in found_cells.items()
+        }  # fmt: skip
+        history = defaultdict(dict)
+        deltas = await q.monthly_deltas(conn, ids, end, indicator.code)
+        for (ward_id, code), cells_ in cumulate(deltas, ends).items():
+            history[ward_id][code] = [
+                ward_figure(code, indicator.unit, c, exact=False) for c in cells_
+            ]
     rows = []
     for kid in kids:
         assert kid.id is not None
-        cells = found_cells.get(kid.id, {})
+        shown = now.get(kid.id, {})
         target = nearest_target(found, [kid.id, *place.chain], indicator.code)
-        value = indicator_value(
-            indicator, cells.get(indicator.code, EMPTY), target, language, exact=False
-        )
-        months = history.get((kid.id, indicator.code), [EMPTY] * WINDOW)
+        value = indicator_value(indicator, shown.get(indicator.code, NOTHING), target, language)
+        months = history.get(kid.id, {}).get(indicator.code, [NOTHING] * WINDOW)
         rows.append(
             ChildFigures(
                 kid,
-                msgspec.structs.replace(
-                    value, forecast=trend(indicator, months, end, target, exact=False)
-                ),
-                coverage_of(cells, exact=False),
+                msgspec.structs.replace(value, forecast=trend(months, end, target)),
+                coverage_of(shown.get(COVERAGE, NOTHING)),
             )
         )
     return rows
+
+
+async def cells_at(
+    conn: asyncpg.Connection, area_ids: list[int], period: Period, target_areas: list[int]
+) -> tuple[q.Cells, q.Targets]:
+    """Counters of these wards at the end of ``period`` (today's for current), and the
+    targets set on ``target_areas`` for the period's year."""
+    if period.end is None:
+        return await q.current_with_targets(conn, area_ids, target_areas, period.year)
+    by_key = cumulate(await q.monthly_deltas(conn, area_ids, period.end), [period.end])
+    found: q.Cells = {area_id: {} for area_id in area_ids}
+    for (area_id, measure), cells in by_key.items():
+        found[area_id][measure] = cells[0]
+    return found, await q.targets(conn, target_areas, period.year)
 
 
 async def series_forecast(
@@ -356,17 +444,10 @@ async def series_forecast(
     now: date,
 ) -> Forecast:
     """The forecast of ``place`` for one indicator, from the months up to the current one."""
-    if place.id is None:
-        area_ids = [p.id for p in await places.children(conn, None) if p.id is not None]
-    else:
-        area_ids = [place.id]
     end = month_start(now)
-    history = await recent_cells(conn, area_ids, end, indicator.code)
-    months = [EMPTY] * WINDOW
-    for area_id in area_ids:
-        for index, cell in enumerate(history.get((area_id, indicator.code), [])):
-            months[index] = add(months[index], cell)
-    return trend(indicator, months, end, target, exact=exact)
+    units = {indicator.code: indicator.unit}
+    history = await figures_at(conn, place, window_ends(end), units, exact=exact)
+    return trend(history.get(indicator.code, [NOTHING] * WINDOW), end, target)
 
 
 async def series(
@@ -380,26 +461,18 @@ async def series(
     language: str,
     now: date,
 ) -> list[SeriesPoint]:
-    """Each point is the cell as of the end of its period, protected like a card's."""
+    """Each point is the figure as of the end of its period, protected like a card's."""
     points = period_points(grain, now)
     ends = [p.end for p in points if p.end is not None]
-    if place.id is None:
-        area_ids = [p.id for p in await places.children(conn, None) if p.id is not None]
-    else:
-        area_ids = [place.id]
-    deltas = await q.monthly_deltas(conn, area_ids, ends[-1], indicator.code)
-    by_area = {
-        area_id: cells for (area_id, _), cells in cumulate(deltas, ends).items()
-    }  # one measure
+    units = {indicator.code: indicator.unit}
+    found = await figures_at(conn, place, ends, units, exact=exact)
+    shown = found.get(indicator.code, [NOTHING] * len(ends))
     years = sorted({p.year for p in points})
     targets_by_year = {year: await q.targets(conn, place.chain, year) for year in years}
     result = []
     for index, point in enumerate(points):
-        cell = EMPTY
-        for area_id in area_ids:
-            cell = add(cell, by_area.get(area_id, [EMPTY] * len(ends))[index])
         target = nearest_target(targets_by_year[point.year], place.chain, indicator.code)
-        value = indicator_value(indicator, cell, target, language, exact=exact)
+        value = indicator_value(indicator, shown[index], target, language)
         result.append(
             SeriesPoint(
                 period=point.label,

@@ -11,8 +11,10 @@ cell key. So:
   language, export and process: asking again averages nothing away;
 - adding, editing or deleting one household changes the cell key and draws fresh noise:
   reading a figure before and after a visit does not reveal the household's answers;
-- a parent's noise is not the sum of its children's: subtracting published children from a
-  published parent recovers nothing exactly, so no complementary cells need hiding;
+- cells are perturbed ward by ward; a province and the nation publish their wards' perturbed
+  cells added up (``api.stats.sums``), so subtracting published children from a published
+  parent leaves only other children's own perturbed figures, and no complementary cells
+  need hiding;
 - no perturbed count lies between 1 and the table's ``js``, and none is negative.
 
 Rates are computed from the perturbed numerator and denominator (the numerator capped at
@@ -51,6 +53,10 @@ class Ptable:
         self._last = len(self._noise) - 1
         if any(len(noise) != KEY_SPACE for noise in self._noise):
             raise ValueError("every ptable row has one noise per cell key")
+
+    @property
+    def rows(self) -> list[list[int]]:
+        return self._noise
 
     def noise(self, count: int, key: int) -> int:
         if count <= 0:
@@ -97,21 +103,45 @@ def no_small_count(count: int) -> int:
     return count
 
 
-def perturb(cell: Cell, unit: str = "percent", *, whole_numerator: bool = False) -> Published:
-    """``whole_numerator``: the numerator is a cell published elsewhere on its own (the
+class Counts(NamedTuple):
+    numerator: int
+    denominator: int
+
+
+def contribution(cell: Cell, unit: str = "percent", *, whole_numerator: bool = False) -> Counts:
+    """A cell's perturbed numerator and denominator before the display rules: what a ward
+    adds to its province's and the nation's figures (``api.stats.sums``). The table's noise
+    has mean zero, so these add up without bias however small the wards; the display rules
+    (a zero base zeroes its row, a numerator never above its denominator) would not.
+
+    ``whole_numerator``: the numerator is a cell published elsewhere on its own (the
     surveyed households of coverage are the household indicators' denominator), so it keeps
     its own key and shows the same value everywhere."""
     numerator, denominator, numerator_key, denominator_key = cell
-    shown_denominator = PTABLE.perturb(denominator, denominator_key)
     key = numerator_key if whole_numerator else part_key(numerator_key, denominator_key)
-    if shown_denominator == 0:
-        shown_numerator = 0  # an empty-looking cell looks empty through and through
-    elif unit == "ratio":
-        scale = max(1, round(numerator / denominator)) if denominator > 0 else 1
-        shown_numerator = no_small_count(numerator + scale * PTABLE.noise(numerator, key))
+    if unit == "ratio":
+        # the mean per unit rounded half up, in integers (api/stats/sums.py does the same in SQL)
+        scale = max(1, (2 * numerator + denominator) // (2 * denominator)) if denominator > 0 else 1
+        shown_numerator = numerator + scale * PTABLE.noise(numerator, key)
     else:
-        shown_numerator = min(PTABLE.perturb(numerator, key), shown_denominator)
-    return Published(shown_numerator, shown_denominator, 0 < shown_denominator < MIN_DENOMINATOR)
+        shown_numerator = PTABLE.perturb(numerator, key)
+    return Counts(shown_numerator, PTABLE.perturb(denominator, denominator_key))
+
+
+def displayed(counts: Counts, unit: str = "percent") -> Published:
+    """Perturbed counts (one ward's, or a province's sum of its wards') as published."""
+    numerator, denominator = counts
+    if denominator == 0:
+        numerator = 0  # an empty-looking cell looks empty through and through
+    elif unit == "ratio":
+        numerator = no_small_count(numerator)
+    else:
+        numerator = max(0, min(numerator, denominator))
+    return Published(numerator, denominator, 0 < denominator < MIN_DENOMINATOR)
+
+
+def perturb(cell: Cell, unit: str = "percent", *, whole_numerator: bool = False) -> Published:
+    return displayed(contribution(cell, unit, whole_numerator=whole_numerator), unit)
 
 
 def exact(cell: Cell) -> Published:

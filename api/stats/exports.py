@@ -30,12 +30,13 @@ from xlsxwriter import Workbook
 from api.errors import TooManyRequests
 from api.i18n import FORMAT_LOCALES, N_, format_number, format_rate, translate
 from api.stats import counters as q
-from api.stats.cards import cumulate, nearest_target, total
+from api.stats.cards import cumulate, figures_at, nearest_target, units_of
 from api.stats.catalog import Catalog
 from api.stats.counters import EMPTY, Cell
 from api.stats.disclosure import REASONS, WITHHELD, Published, perturb
 from api.stats.periods import EXPORT_MONTHS, add_months, month_start
 from api.stats.places import Place, Places
+from api.stats.sums import NOTHING
 from schemas.stats import Indicator
 
 T = TypeVar("T")
@@ -360,22 +361,29 @@ def _area_rows(
                 )
 
 
-def _nation_rows(
-    catalog: Catalog,
-    place: Place,
-    ends: list[date],
-    province_ids: list[int],
-    by_key: dict[tuple[int, str], list[Cell]],
-    targets: dict[int, q.Targets],
+class _Parent(NamedTuple):
+    figures: dict[str, list[Published]]
+    targets: dict[int, q.Targets]
+
+
+async def _read_parent(
+    conn: asyncpg.Connection, catalog: Catalog, place: Place, ends: list[date], chain: list[int]
+) -> _Parent:
+    """A province's or the nation's figures: its wards' perturbed cells added up (see
+    ``api.stats.sums``), like its card."""
+    figures = await figures_at(conn, place, ends, units_of(catalog), exact=False)
+    years = sorted({end.year for end in ends})
+    return _Parent(figures, {year: await q.targets(conn, chain, year) for year in years})
+
+
+def _parent_rows(
+    catalog: Catalog, place: Place, ends: list[date], chain: list[int], parent: _Parent
 ) -> Iterator[ExportRow]:
     for index, end in enumerate(ends):
         for indicator in catalog.indicators:
-            cell = total(
-                {indicator.code: by_key.get((pid, indicator.code), [EMPTY] * len(ends))[index]}
-                for pid in province_ids
-            ).get(indicator.code, EMPTY)
-            target = nearest_target(targets[end.year], [q.NATION], indicator.code)
-            yield ExportRow(end, place, indicator, perturb(cell, indicator.unit), target)
+            shown = parent.figures.get(indicator.code, [NOTHING] * len(ends))[index]
+            target = nearest_target(parent.targets[end.year], chain, indicator.code)
+            yield ExportRow(end, place, indicator, shown, target)
 
 
 async def export_rows(
@@ -390,13 +398,10 @@ async def export_rows(
     wards at a time, whatever the size of the country.
     """
     ends = [add_months(month_start(now), -back) for back in range(EXPORT_MONTHS - 1, -1, -1)]
-    years = {end.year for end in ends}
     async with read() as conn:
         provinces = await places.children(conn, None)
-        province_ids = [p.id for p in provinces if p.id is not None]
         if place.level == "nation":
-            by_key = cumulate(await q.monthly_deltas(conn, province_ids, ends[-1]), ends)
-            targets = {year: await q.targets(conn, [q.NATION], year) for year in years}
+            nation = await _read_parent(conn, catalog, place, ends, [q.NATION])
         elif place.level == "ward":
             assert place.id is not None
             assert place.parent_id is not None
@@ -406,16 +411,16 @@ async def export_rows(
         yield _area_rows(catalog, [place], ends, chain, figures)
         return
     if place.level == "nation":
-        yield _nation_rows(catalog, place, ends, province_ids, by_key, targets)
+        yield _parent_rows(catalog, place, ends, [q.NATION], nation)
     shown = provinces if place.level == "nation" else [place]
     for province in shown:
         assert province.id is not None
         async with read() as conn:
-            own = await _read_figures(conn, [province.id], ends, [q.NATION])
+            own = await _read_parent(conn, catalog, province, ends, province.chain)
             wards = await places.children(conn, province.id)
             ward_ids = [ward.id for ward in wards if ward.id is not None]
             below = await _read_figures(conn, ward_ids, ends, [province.id, q.NATION])
         yield itertools.chain(
-            _area_rows(catalog, [province], ends, [q.NATION], own),
+            _parent_rows(catalog, province, ends, province.chain, own),
             _area_rows(catalog, wards, ends, [province.id, q.NATION], below),
         )
