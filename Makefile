@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install run test lint typecheck pytest bench catalogs clients docs-check messages clean
+.PHONY: install run test lint typecheck pytest bench chaos catalogs clients docs-check messages clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ docs-check: install
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m bench
+
+# Faults and hostile clients on loopback (about 5 min): PostgreSQL restarts, terminated
+# backends, a killed worker, clients that leave, export storms, a table lock. Prints a table
+# and writes bench/results/chaos.md; exits non-zero when a goal is missed.
+chaos: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.chaos
 
 # Re-extract message ids after changing user-facing text, then translate the new entries.
 messages: $(STAMP)

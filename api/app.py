@@ -42,6 +42,7 @@ from api.stats import routes as stats
 from api.stats.cardcache import CardCache
 from api.stats.catalog import CatalogCache
 from api.stats.folder import Folder
+from api.stats.exports import ExportSlots
 from api.stats.keys import record_keys
 from api.stats.places import Places
 
@@ -133,7 +134,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             signed_in,
         ],
         lifespan=[
-            pool_lifespan(dsn, settings.pool_min, settings.pool_max),
+            pool_lifespan(dsn, settings.pool_min, settings.pool_max, settings.export_pool_max),
             *([cards.lifespan(dsn)] if settings.card_cache else []),
             *(
                 [
@@ -199,6 +200,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     app.state.places = Places()
     app.state.cards = cards
     app.state.folder = folder
+    app.state.export_slots = ExportSlots(settings.exports_per_user)
     app.state.modules = ModuleCache(keys)
     app.state.jwt_secret = secret
     app.state.metrics = metrics

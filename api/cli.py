@@ -233,7 +233,7 @@ async def _rebuild_stats(dsn: str, settings: Settings) -> tuple[int, float]:
     from api.stats.counters import rebuild
     from api.stats.keys import record_keys
 
-    conn = await connect(dsn)
+    conn = await connect(dsn, work="rebuild")  # its own statement and lock limits
     try:
         catalog = await load_catalog(conn, record_keys(settings))
         provinces = await conn.fetchval("SELECT count(*) FROM area WHERE level = 'province'")

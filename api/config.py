@@ -31,6 +31,8 @@ _ENV_NAMES = {
     "CONGDONGSO_MAX_BODY_BYTES": "max_body_bytes",
     "CONGDONGSO_POOL_MIN": "pool_min",
     "CONGDONGSO_POOL_MAX": "pool_max",
+    "CONGDONGSO_EXPORT_POOL_MAX": "export_pool_max",
+    "CONGDONGSO_EXPORTS_PER_USER": "exports_per_user",
     "CONGDONGSO_LOGIN_MAX_FAILURES": "login_max_failures",
     "CONGDONGSO_LOGIN_MAX_FAILURES_PER_ADDR": "login_max_failures_per_addr",
     "CONGDONGSO_LOGIN_WINDOW": "login_window",
@@ -70,6 +72,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_body_bytes: int = 4 * 1024 * 1024
     pool_min: int = 2
     pool_max: int = 10
+    # Exports read from a pool of their own (per worker), so they never take the requests'
+    # connections; and one caller runs at most this many exports at once (per worker).
+    export_pool_max: int = 2
+    exports_per_user: int = 2
     login_max_failures: int = 5  # per phone within the window
     login_max_failures_per_addr: int = 20  # per client address within the window
     login_window: int = 900  # seconds; also the lockout length

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final, Literal
 
 import asyncpg
 import msgspec
@@ -42,26 +42,87 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+Work = Literal["request", "ingest", "export", "rebuild"]
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """How long PostgreSQL lets one role of work run a statement, wait for a lock and sit
+    idle inside a transaction before it gives up (milliseconds, 0 = no limit). A limit hit
+    is a 503 with Retry-After for the caller (api/errors.py), never a request that hangs."""
+
+    statement: int
+    lock: int
+    idle_in_transaction: int
+
+    def server_settings(self) -> dict[str, str]:
+        return {
+            "statement_timeout": str(self.statement),
+            "lock_timeout": str(self.lock),
+            "idle_in_transaction_session_timeout": str(self.idle_in_transaction),
+        }
+
+
+# The README's "Timeouts" table says the same; change both together.
+LIMITS: Final[dict[Work, Limits]] = {
+    # Requests are short reads and writes: a lock held elsewhere for 2 s means "later".
+    "request": Limits(statement=15_000, lock=2_000, idle_in_transaction=5_000),
+    # A push of 500 items locks its households and moves the counters in one transaction.
+    "ingest": Limits(statement=30_000, lock=3_000, idle_in_transaction=5_000),
+    # An export reads one province at a time in its own short transaction.
+    "export": Limits(statement=30_000, lock=2_000, idle_in_transaction=2_000),
+    # `congdongso stats rebuild` runs for minutes and takes EXCLUSIVE locks on the counters.
+    "rebuild": Limits(statement=0, lock=30_000, idle_in_transaction=60_000),
+}
+
+
+def set_local_limits(work: Work) -> str:
+    """SQL applying ``work``'s limits to the current transaction only (``SET LOCAL``), to be
+    sent with the transaction's other settings in one round trip."""
+    return "; ".join(
+        f"SET LOCAL {name} = {int(value)}" for name, value in LIMITS[work].server_settings().items()
+    )
+
+
+def _server_settings(work: Work) -> dict[str, str]:
+    return {
+        "application_name": f"congdongso-{work}" if work != "request" else "congdongso",
+        "timezone": "UTC",
+        **LIMITS[work].server_settings(),
+    }
+
+
+async def create_pool(
+    dsn: str, min_size: int = 2, max_size: int = 10, work: Work = "request"
+) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
         reset=keep_session,
-        server_settings={"application_name": "congdongso", "timezone": "UTC"},
+        server_settings=_server_settings(work),
     )
     return pool
 
 
-def pool_lifespan(dsn: str, min_size: int, max_size: int) -> Any:
+def pool_lifespan(dsn: str, min_size: int, max_size: int, export_max: int = 2) -> Any:
+    """The request pool, and a small pool of its own for exports: however many officials
+    export at once, ordinary requests always find a connection."""
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         pool = await create_pool(dsn, min_size, max_size)
+        try:
+            exports = await create_pool(dsn, 0, export_max, work="export")
+        except BaseException:
+            await pool.close()
+            raise
         app.state.pool = pool
+        app.state.export_pool = exports
         try:
             yield
         finally:
+            await exports.close()
             await pool.close()
 
     return lifespan
@@ -75,8 +136,10 @@ async def provide_conn(state: State) -> AsyncGenerator[asyncpg.Connection, None]
         yield conn
 
 
-async def connect(dsn: str) -> asyncpg.Connection:
-    """One connection outside the pool (CLI commands), with the same codecs."""
-    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+async def connect(dsn: str, work: Work | None = None) -> asyncpg.Connection:
+    """One connection outside the pool (CLI commands), with the same codecs; with ``work``,
+    that role's server-side limits."""
+    settings = _server_settings(work) if work else None
+    conn: asyncpg.Connection = await asyncpg.connect(dsn, server_settings=settings)
     await init_connection(conn)
     return conn

@@ -223,6 +223,12 @@ def _join(parent: str, name: str) -> str:
 _FORMAT_HINTS = {
     "phone": N_("Enter a Vietnamese mobile number, e.g. 0912345678."),
 }
+PASSWORD_NOT_ALLOWED = N_(
+    "An account created or managed by someone else gets its password from its holder: "
+    "hand them the activation code instead."
+)
+# Fields declared null-only to say "never send this": their own code and message.
+_NULL_ONLY = {"password": ("password_not_allowed", PASSWORD_NOT_ALLOWED)}
 
 
 def field_error(message: str, field: str = "") -> FieldError:
@@ -236,6 +242,9 @@ def field_error(message: str, field: str = "") -> FieldError:
             if code == "required":
                 return FieldError(_join(field, groups["name"]), code, text)
             if code == "type":
+                name = field.rsplit(".", 1)[-1]
+                if groups["expected"] == "null" and name in _NULL_ONLY:
+                    return FieldError(field, *_NULL_ONLY[name])
                 expected = _TYPE_NAMES.get(groups["expected"], groups["expected"])
                 return FieldError(field, code, text, {"expected": expected})
             if code == "format":
@@ -374,19 +383,63 @@ def _translated_params(language: str, error: FieldError) -> dict[str, object] | 
 
 # The database cannot answer now, through no fault of the caller: a restart or shutdown
 # (CannotConnectNow, AdminShutdown, CrashShutdown), a lost or refused connection, a
-# statement or lock timeout, a pool that gave no connection in time. Retrying later works.
+# statement or lock timeout (api/db.py LIMITS), a transaction left idle too long, a
+# deadlock, a pool that gave no connection in time. Retrying later works.
 DATABASE_UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.LockNotAvailableError,
+    asyncpg.OperatorInterventionError,  # includes QueryCanceledError (statement_timeout)
+    asyncpg.LockNotAvailableError,  # lock_timeout
+    asyncpg.IdleInTransactionSessionTimeoutError,
+    asyncpg.DeadlockDetectedError,
     asyncpg.TooManyConnectionsError,
     OSError,
     TimeoutError,
 )
 
 
+# A client that left before its answer was complete (mid-body, or before reading the
+# reply): nginx's 499 "client closed request" in the access log and metrics, never a 500.
+CLIENT_CLOSED = 499
+_GONE = "congdongso.client_gone"
+
+
+def mark_client_gone(scope: Any) -> None:
+    scope[_GONE] = True
+
+
+def client_gone(scope: Any) -> bool:
+    return bool(scope.get(_GONE))
+
+
+def _unavailable(exc: BaseException) -> BaseException | None:
+    """The database-unavailable condition behind ``exc``, if any: a lost connection often
+    surfaces as the driver's complaint about the rollback that followed it
+    (``InterfaceError: … the underlying connection is closed``)."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, DATABASE_UNAVAILABLE):
+            return seen
+        if isinstance(seen, asyncpg.InternalClientError):
+            # The driver's protocol state left behind by a backend that was terminated or
+            # lost ("cannot switch to state …; another operation is in progress"); the
+            # connection is discarded, and a retry gets a fresh one.
+            return seen
+        if not isinstance(seen, asyncpg.InterfaceError):
+            return None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     """The single exception → HTTP mapping for the whole app."""
+    if client_gone(request.scope):
+        # Litestar reports a body cut short by a disconnect as a 500; nobody will read
+        # whatever is answered, and it is not a server error.
+        return _problem(
+            request, CLIENT_CLOSED, "client_closed", AppError.title, AppError.default_detail
+        )
     if isinstance(exc, AppError):
         return _problem(
             request,
@@ -466,8 +519,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
             N_("Invalid reference"),
             N_("The request refers to a record that does not exist."),
         )
-    if isinstance(exc, DATABASE_UNAVAILABLE):
-        log.error("database unavailable: %s", type(exc).__name__)
+    if cause := _unavailable(exc):
+        log.error("database unavailable: %s", type(cause).__name__)
         code, title, detail = _BY_STATUS[503]
         return _problem(request, 503, code, title, detail, headers={"Retry-After": "5"})
     log.exception("unhandled error on %s", request.scope.get("path_template", ""))

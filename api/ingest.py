@@ -25,7 +25,8 @@ import msgspec
 
 from api.answers import validate
 from api.auth import Principal
-from api.errors import FieldError, field_error, translate_errors
+from api.db import set_local_limits
+from api.errors import DATABASE_UNAVAILABLE, FieldError, field_error, translate_errors
 from api.events import outbox
 from api.i18n import N_
 from api.queries import submissions as q
@@ -205,6 +206,8 @@ async def ingest(
     if candidates:
         try:
             stored = await _store_batch(conn, catalog, principal, candidates, language, events)
+        except DATABASE_UNAVAILABLE:
+            raise  # the database cannot answer now: the whole push is a 503, retried later
         except asyncpg.PostgresError:
             # Should not happen (everything was validated), but one bad row must not
             # fail the others: store item by item.
@@ -215,6 +218,8 @@ async def ingest(
                     stored |= await _store_batch(
                         conn, catalog, principal, [candidate], language, events
                     )
+                except DATABASE_UNAVAILABLE:
+                    raise
                 except asyncpg.PostgresError:
                     reject(
                         candidate.index,
@@ -239,7 +244,10 @@ async def _store_batch(
             async with conn.transaction():
                 # The statements below are the same every time and their plans do not depend
                 # on the ids; planning the counters' query costs more than running it.
-                await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+                # Ingest's own statement and lock limits (api/db.py) for this transaction.
+                await conn.execute(
+                    f"SET LOCAL plan_cache_mode = force_generic_plan; {set_local_limits('ingest')}"
+                )
                 return await _store_once(conn, catalog, principal, candidates, language, events)
         except _Raced:
             log.info("concurrent batch stored the same ids; retry %d", attempt + 1)

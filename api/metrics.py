@@ -27,7 +27,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -42,7 +42,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from api.errors import handle_exception
+from api.errors import CLIENT_CLOSED, client_gone, handle_exception, mark_client_gone
 from api.logs import current_request_id, request_id
 from api.stats.cardcache import CardCache
 
@@ -219,26 +219,44 @@ class Metrics:
                 return
             start = time.perf_counter()
             status = 0
+            finished = False
             token = current_request_id.set(request_id(scope))
 
+            async def receive_wrapper() -> ReceiveMessage:
+                message = await receive()
+                if message["type"] == "http.disconnect" and not finished:
+                    mark_client_gone(scope)
+                return message
+
             async def send_wrapper(message: Message) -> None:
-                nonlocal status
+                nonlocal status, finished
                 if message["type"] == "http.response.start":
                     status = message["status"]
-                await send(message)
+                try:
+                    await send(message)
+                except Exception:
+                    mark_client_gone(scope)  # the server could not deliver: nobody listens
+                    raise
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    finished = True
 
             try:
                 try:
-                    await app(scope, receive, send_wrapper)
+                    await app(scope, receive_wrapper, send_wrapper)
                 except Exception as exc:
-                    if status:  # the answer had started: nothing else can be sent
+                    if client_gone(scope):
+                        pass  # nobody is listening: logged as 499 below
+                    elif status:  # the answer had started: nothing else can be sent
                         raise
-                    # A middleware's rejection (the sign-in check): answered here, by the
-                    # same mapping the app uses, so its real status is counted and logged.
-                    request: Request[Any, Any, Any] = Request(scope, receive, send)
-                    answer = handle_exception(request, exc).to_asgi_response(None, request)
-                    await answer(scope, receive, send_wrapper)
+                    else:
+                        # A middleware's rejection (the sign-in check): answered here, by
+                        # the same mapping the app uses, so its real status is counted.
+                        request: Request[Any, Any, Any] = Request(scope, receive, send)
+                        answer = handle_exception(request, exc).to_asgi_response(None, request)
+                        await answer(scope, receive, send_wrapper)
             finally:
+                if client_gone(scope):
+                    status = CLIENT_CLOSED  # logged as such, never as a server error
                 elapsed = time.perf_counter() - start
                 route = scope.get("path_template") or "unmatched"
                 method = scope.get("method", "")

@@ -28,7 +28,7 @@ from api.learning import ModuleCache
 from api.migrate import upgrade_async
 from api.stats import report
 from api.stats.catalog import load_catalog
-from api.stats.exports import csv_stream, export_rows, xlsx_stream
+from api.stats.exports import csv_stream, export_rows, on_connection, xlsx_stream
 from api.stats.keys import RecordKeys, record_keys
 from api.stats.periods import parse_period, today
 from api.stats.places import Places
@@ -134,7 +134,7 @@ async def _exported(dsn: str, code: str, kind: str) -> tuple[float, float, int]:
             size = 0
             started = time.perf_counter()
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                rows = export_rows(conn, catalog, places, place, today())
+                rows = export_rows(on_connection(conn), catalog, places, place, today())
                 async for chunk in write(rows, "vi"):
                     size += len(chunk)
             return time.perf_counter() - started, size

@@ -77,14 +77,14 @@ class NewUser(Schema):
     area_code: AreaCode | None = None
     display_name: Label | None = None
     team_id: uuid.UUID | None = None
-    # Refused (400 ``password_not_allowed``): declared so that a client still sending it
-    # learns at once that the password it chose will never work.
+    # Only null: a password is refused (400 ``password_not_allowed``, api/errors.py), so
+    # that a client still sending one learns at once that it will never work.
     password: (
         Annotated[
-            str,
+            None,
             Meta(
-                description="Not accepted: the holder sets the password with the activation "
-                "code (400 password_not_allowed)."
+                description="Always null or absent: the holder sets the password with the "
+                "activation code (a password is refused, 400 password_not_allowed)."
             ),
         ]
         | UnsetType

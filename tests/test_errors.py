@@ -221,3 +221,20 @@ async def test_a_choice_error_lists_the_allowed_values(
     assert answer.json()["errors"] == [
         {"field": "indicator", "code": "required", "message": "This field is required."}
     ]
+
+
+def test_a_driver_error_after_a_lost_connection_is_a_503() -> None:
+    """A connection lost mid-transaction surfaces as the driver's complaint about the
+    rollback that followed (seen under PostgreSQL restarts): still a 503, not a 500."""
+    request = RequestFactory().get("/api/v1/sync/push", headers={"Accept-Language": "en"})
+    try:
+        try:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+        except asyncpg.ConnectionDoesNotExistError:
+            raise asyncpg.InterfaceError("cannot call Transaction.__aexit__()") from None
+    except asyncpg.InterfaceError as exc:
+        lost = exc
+    assert lost.__context__ is not None
+    assert handle_exception(request, lost).status_code == 503
+    alone = asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+    assert handle_exception(request, alone).status_code == 500  # a bug stays a bug

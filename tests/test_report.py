@@ -22,7 +22,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from api.config import Settings
 from api.stats.cards import ChildFigures
 from api.stats.catalog import load_catalog
-from api.stats.exports import export_rows, xlsx_stream
+from api.stats.exports import export_rows, on_connection, xlsx_stream
 from api.stats.keys import record_keys
 from api.stats.periods import add_months, month_start, parse_period, period_points, today
 from api.stats.places import Place, Places
@@ -442,7 +442,7 @@ async def test_a_province_xlsx_export_is_built_in_constant_memory(
     try:
         with path.open("wb") as out:
             async with db.transaction(isolation="repeatable_read", readonly=True):
-                rows = export_rows(db, catalog, places, place, today())
+                rows = export_rows(on_connection(db), catalog, places, place, today())
                 async for chunk in xlsx_stream(rows, "vi"):
                     out.write(chunk)
         _, peak = tracemalloc.get_traced_memory()

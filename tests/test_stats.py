@@ -23,7 +23,7 @@ from api.db import connect, create_pool
 from api.i18n import format_number, format_rate
 from api.stats.catalog import load_catalog
 from api.stats.counters import FOLD_SQL, fold, rebuild
-from api.stats.exports import csv_stream, export_rows
+from api.stats.exports import csv_stream, export_rows, on_connection
 from api.stats.folder import LEADER_KEY
 from api.stats.keys import record_keys
 from api.stats.periods import add_months, month_start, today
@@ -703,7 +703,8 @@ async def test_a_province_export_streams_in_constant_memory(
     tracemalloc.start()
     try:
         async with db.transaction(isolation="repeatable_read", readonly=True):
-            async for chunk in csv_stream(export_rows(db, catalog, places, place, today()), "vi"):
+            rows = export_rows(on_connection(db), catalog, places, place, today())
+            async for chunk in csv_stream(rows, "vi"):
                 produced += len(chunk)
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -25,7 +25,15 @@ from litestar.security.jwt import Token
 from msgspec import UNSET
 
 from api.auth import OFFICIALS, RANK, Principal, requires_role
-from api.errors import Conflict, Forbidden, NotFound, ValidationFailed, invalid, problems
+from api.errors import (
+    PASSWORD_NOT_ALLOWED,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+    invalid,
+    problems,
+)
 from api.i18n import N_
 from api.pagination import decode_cursor, page_of
 from api.params import Cursor, Limit, OptionalAreaCode
@@ -79,14 +87,7 @@ class UserDisabled(Conflict):
 
 
 def password_not_allowed() -> ValidationFailed:
-    return invalid(
-        "password",
-        "password_not_allowed",
-        N_(
-            "An account created or managed by someone else gets its password from its holder: "
-            "hand them the activation code instead."
-        ),
-    )
+    return invalid("password", "password_not_allowed", PASSWORD_NOT_ALLOWED)
 
 
 # Which level of area each role is placed in.
@@ -174,9 +175,7 @@ class UserRoutes(Controller):
         """Create an account with a role below the caller's, inside the caller's area. It is
         pending until its holder activates it with the one-time ``activationCode`` of this
         answer (shown only here) and chooses their password; a ``password`` is refused."""
-        caller = request.user
-        if data.password is not UNSET:
-            raise password_not_allowed()
+        caller = request.user  # a password cannot get this far (null-only: api/errors.py)
         phone = require_phone(data.phone)
         area_id, province_id, team_id = await place(
             conn, caller, data.role, data.area_code, data.team_id

@@ -16,7 +16,7 @@ from litestar.params import JSONBody
 from litestar.security.jwt import Token
 
 from api.auth import Principal, requires_role
-from api.errors import invalid, problems
+from api.errors import Unauthorized, problems
 from api.i18n import N_
 from api.phone import require_phone
 from api.queries import accounts, audit
@@ -85,7 +85,7 @@ async def create_invite(
     "/auth/register",
     exclude_from_auth=True,
     tags=["residents"],
-    responses=problems(400, 409, 429),
+    responses=problems(400, 401, 409, 429),
 )
 async def register(
     request: Request[Any, Any, Any],
@@ -134,9 +134,13 @@ async def register(
     await accounts.record_failure(
         conn, addr_key, settings.login_max_failures_per_addr, settings.login_window
     )
-    raise invalid(
-        "inviteCode", "invalid_invite", N_("This invite code is wrong, expired or already used.")
-    )
+    # 401, like a wrong activation code: a well-formed code that opens nothing.
+    raise InvalidInvite()
+
+
+class InvalidInvite(Unauthorized):
+    code = "invalid_invite"
+    default_detail = N_("This invite code is wrong, expired or already used.")
 
 
 async def own_household(conn: asyncpg.Connection, resident: Principal) -> q.HouseholdRecord:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple, cast
 
 import asyncpg
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, put
-from litestar.datastructures import State
+from litestar.background_tasks import BackgroundTask
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
@@ -32,7 +34,13 @@ from api.stats.cardcache import NATION_GROUP, CardCache
 from api.stats.cards import card, children, series, series_forecast
 from api.stats.catalog import Catalog
 from api.stats.chart import SVG_TYPE, render
-from api.stats.exports import CSV_TYPE, XLSX_TYPE, csv_stream, export_rows, xlsx_stream
+from api.stats.exports import (
+    CSV_TYPE,
+    XLSX_TYPE,
+    csv_stream,
+    export_rows,
+    xlsx_stream,
+)
 from api.stats.periods import Grain, Period, parse_period, today
 from api.stats.places import Place, Places, may_read, sees_exact
 from schemas.base import Page
@@ -43,12 +51,15 @@ PeriodText = Annotated[
     str,
     Parameter(
         max_length=10,
-        pattern=r"^[0-9A-Za-z-]+$",
+        # Exactly the forms parse_period reads (before 2020 or in the future: 400 all the same).
+        pattern=r"^(current|[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?)$",
         description="`current`, a month `2025-07`, a quarter `2025-Q3` or a year `2025`.",
     ),
 ]
 IndicatorCode = Annotated[str, Parameter(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
 ChildLimit = Annotated[int, Parameter(ge=1, le=500, description="Rows per page (1–500).")]
+# An export waits this long for one of the export pool's connections between provinces.
+EXPORT_WAIT = 30.0
 PUBLIC_CACHE = "public, max-age=300"
 PRIVATE_CACHE = "private, max-age=300"
 REPORT_DISPOSITION = documented_header(
@@ -332,7 +343,7 @@ class StatsRoutes(Controller):
     @get(
         "/{code:str}/export.csv",
         media_type=CSV_TYPE,
-        responses=problems(401, 403, 404),
+        responses=problems(401, 403, 404, 429),
         response_headers=[EXPORT_DISPOSITION, NO_STORE],
     )
     async def export_area_stats_csv(
@@ -352,7 +363,7 @@ class StatsRoutes(Controller):
     @get(
         "/{code:str}/export.xlsx",
         media_type=XLSX_TYPE,
-        responses=problems(401, 403, 404),
+        responses=problems(401, 403, 404, 429),
         response_headers=[EXPORT_DISPOSITION, NO_STORE],
     )
     async def export_area_stats_xlsx(
@@ -376,37 +387,53 @@ async def _export(
     language = negotiate(request.headers.get("accept-language"))
     place = await _readable(conn, state.places, request.user, code)
     catalog = await state.indicators.get(conn)
-    await audit.record(
-        conn,
-        "stats.export",
-        "area",
-        place.code,
-        actor_id=request.user.user_id,
-        province_id=place.province_id,
-        client_addr=client_addr(request),
-        detail={"format": kind, "language": language},
-    )
-    pool: asyncpg.Pool = state.pool
+    # A refused export (429) is not audited: nothing left the office.
+    release = state.export_slots.take(request.user.user_id)
+    try:
+        await audit.record(
+            conn,
+            "stats.export",
+            "area",
+            place.code,
+            actor_id=request.user.user_id,
+            province_id=place.province_id,
+            client_addr=client_addr(request),
+            detail={"format": kind, "language": language},
+        )
+    except BaseException:
+        release()
+        raise
+    exports: asyncpg.Pool = state.export_pool
     places: Places = state.places
 
-    async def rows() -> AsyncIterator[Any]:
-        # The request's connection goes back to the pool when the handler returns; the
-        # stream reads one consistent snapshot on a connection of its own.
-        async with pool.acquire() as proxy:
+    @asynccontextmanager
+    async def read() -> AsyncIterator[asyncpg.Connection]:
+        # A short read-only snapshot on the export pool's connection, given back before the
+        # rows are formatted and sent: a slow or stalled client holds no connection.
+        async with exports.acquire(timeout=EXPORT_WAIT) as proxy:
             reader = cast(asyncpg.Connection, proxy)
             async with reader.transaction(isolation="repeatable_read", readonly=True):
-                async for row in export_rows(reader, catalog, places, place, today()):
-                    yield row
+                yield reader
+
+    async def content() -> AsyncIterator[bytes]:
+        rows = export_rows(read, catalog, places, place, today())
+        stream = csv_stream(rows, language) if kind == "csv" else xlsx_stream(rows, language)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            release()
 
     filename = f"congdongso-{place.code}-{today():%Y%m%d}.{kind}"
-    content = csv_stream(rows(), language) if kind == "csv" else xlsx_stream(rows(), language)
     return Stream(
-        content,
+        content(),
         media_type=CSV_TYPE if kind == "csv" else XLSX_TYPE,
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
         },
+        # Also after an answer whose body never started (the client left first).
+        background=BackgroundTask(release),
     )
 
 
