@@ -41,8 +41,8 @@ from api.stats import closing
 from api.stats import routes as stats
 from api.stats.cardcache import CardCache
 from api.stats.catalog import CatalogCache
-from api.stats.folder import Folder
 from api.stats.exports import ExportSlots
+from api.stats.folder import Folder
 from api.stats.keys import record_keys
 from api.stats.places import Places
 

@@ -12,7 +12,7 @@ import asyncpg
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, put
 from litestar.background_tasks import BackgroundTask
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.response import Stream
