@@ -84,6 +84,16 @@ TYPED_ANY: dict[str, dict[str, Document]] = {
     },
 }
 
+# Every question kind's ``default`` (the answer a re-visit starts from) is an answer too.
+_DEFAULT_ANSWER = {
+    **_NULLABLE_ANSWER,
+    "default": None,
+    "description": "The answer a re-visit starts from when it has none (required questions "
+    "added by a later version need one).",
+}
+for _kind in SurveyQuestion.__args__:
+    TYPED_ANY[_kind.__name__] = {"default": _DEFAULT_ANSWER}
+
 # Inline unions of scalars that generators would name after their place (IntegerQuestionMax).
 NAMED_INLINE: dict[tuple[str, str], tuple[str, str]] = {
     ("IntegerQuestion", "max"): (
@@ -202,7 +212,8 @@ def finish(generated: Document) -> Document:
     schemas["AnswerValue"] = ANSWER_VALUE
     for component, properties in TYPED_ANY.items():
         for name, schema in properties.items():
-            schemas[component]["properties"][name] = copy.deepcopy(schema)
+            if name in schemas.get(component, {}).get("properties", {}):
+                schemas[component]["properties"][name] = copy.deepcopy(schema)
     for (component, prop), (name, description) in NAMED_INLINE.items():
         schemas[name] = _named(schemas[component]["properties"][prop], name, description)
         nullable = {"type": "null"} in schemas[component]["properties"][prop].get("oneOf", [])

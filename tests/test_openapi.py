@@ -62,6 +62,7 @@ def test_the_question_union_is_a_discriminated_hierarchy(doc: dict[str, Any]) ->
         "single_choice",
         "multi_choice",
         "note",
+        "calculate",
     }
     for ref in mapping.values():
         member = schemas[ref.removeprefix(REF)]
@@ -188,6 +189,7 @@ def test_finish_leaves_the_generated_document_alone() -> None:
                     "SingleChoiceQuestion",
                     "MultiChoiceQuestion",
                     "NoteQuestion",
+                    "CalculateQuestion",
                 )
             }
         },

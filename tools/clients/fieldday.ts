@@ -34,6 +34,8 @@ function answerFor(question: Question): Answer | null {
       return question.choices.slice(0, question.maxSelected ?? 1).map((c) => c.value);
     case "note":
       return null;
+    case "calculate":
+      return null; // the app computes it from earlier answers; the server checks it
   }
 }
 
