@@ -3,10 +3,12 @@ review round trip (needs_fix reaches the member's pull; their edit is pending ag
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import openpyxl
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -353,3 +355,13 @@ async def test_a_closed_month_keeps_its_figures(
     assert vi.json()["closed"]["text"].startswith("Đã chốt ngày ")
     audited = await db.fetchval("SELECT count(*) FROM audit_log WHERE action = 'period_closed'")
     assert audited == 1
+    # The officials' report of the closed month says so on its summary sheet.
+    report = await client.get(
+        f"/api/v1/stats/areas/{HAC_THANH}/report.xlsx",
+        params={"period": "2025-07"},
+        headers={**ward.official, "Accept-Language": "en"},
+    )
+    assert report.status_code == 200, report.text
+    summary = openpyxl.load_workbook(io.BytesIO(report.content)).worksheets[0]
+    cover = {row[0]: row[1] for row in summary.iter_rows(max_col=2, values_only=True)}
+    assert cover["Month closed"] == closed.json()["text"]
