@@ -146,7 +146,15 @@ class NewTarget(Schema):
     """A plan target in the indicator's unit: a fraction (0.8 = 80 %) or a ratio."""
 
     year: Annotated[int, Meta(ge=2000, le=2100)]
-    value: Annotated[float, Meta(ge=0, le=100)]
+    value: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=100,
+            description="For a `fraction` indicator, 0 to 1 (0.8 = 80 %; more is refused "
+            "with 400 `maximum`); for a `ratio` (accounts per adult), 0 to 100.",
+        ),
+    ]
 
 
 class Target(Schema):
