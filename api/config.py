@@ -46,6 +46,7 @@ _ENV_NAMES = {
     "CONGDONGSO_WEBHOOK_RETRY_BASE": "webhook_retry_base",
     "CONGDONGSO_WEBHOOK_PAUSE_AFTER": "webhook_pause_after",
     "CONGDONGSO_WEBHOOK_POLL": "webhook_poll",
+    "CONGDONGSO_WEBHOOK_PRIVATE_TARGETS": "webhook_private_targets",
     "CONGDONGSO_CARD_MAX_AGE": "card_max_age",
     "CONGDONGSO_FOLD_INTERVAL": "fold_interval",
 }
@@ -98,6 +99,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_retry_base: float = 5.0  # seconds before the first retry; doubles each time
     webhook_pause_after: float = 24 * 3600.0  # seconds of failures before pausing a webhook
     webhook_poll: float = 1.0  # seconds between rounds when no event wakes the worker
+    # Allow webhooks to loopback and private addresses (tests and benchmarks on one machine).
+    webhook_private_targets: bool = False
 
     @property
     def production(self) -> bool:

@@ -107,7 +107,10 @@ async def run(ctx: Context) -> list[Result]:
     rates: dict[bool, list[float]] = {True: [], False: []}
     for index in range(rounds * 2):
         outbox = index % 2 == 1
-        settings = {"CONGDONGSO_OUTBOX": "true" if outbox else "false"}
+        settings = {
+            "CONGDONGSO_OUTBOX": "true" if outbox else "false",
+            "CONGDONGSO_WEBHOOK_PRIVATE_TARGETS": "true",  # the receiver is on loopback
+        }
         label = f"events-outbox-{'on' if outbox else 'off'}"
         async with serve(ctx, "granian", settings, label=label) as server:
             token = await server.login(PHONE, PASSWORD)

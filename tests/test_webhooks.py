@@ -90,6 +90,7 @@ def app(dsn: str, settings: Settings) -> Litestar:
             webhook_retry_base=0.05,
             webhook_poll=0.1,
             webhook_pause_after=1.0,
+            webhook_private_targets=True,  # the receivers listen on loopback
         ),
     )
 

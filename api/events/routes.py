@@ -3,13 +3,18 @@ province) register where events go; the delivery log, redelivery and resuming.""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import secrets
+import socket
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 from litestar import Controller, Request, get, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.security.jwt import Token
@@ -29,6 +34,26 @@ Before = Annotated[
     int | None, Parameter(ge=1, le=2**62, description="Attempts older than this id.")
 ]
 DeliveryLimit = Annotated[int, Parameter(ge=1, le=500)]
+
+
+NOT_PUBLIC = N_(
+    "A webhook must point to a public internet address, not to this server's own network."
+)
+
+
+async def public_host(url: str) -> bool:
+    """Whether every address the URL's host resolves to is a public one: a webhook must not
+    let an official make the server call its own network (the database, the metrics, a
+    router's admin page). Checked when the webhook is registered."""
+    host = urlsplit(url).hostname
+    if not host:
+        return False
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    addresses = {ipaddress.ip_address(info[4][0]) for info in found}
+    return bool(addresses) and all(address.is_global for address in addresses)
 
 
 class WebhookNotFound(NotFound):
@@ -60,6 +85,7 @@ class WebhookRoutes(Controller):
     async def create_webhook(
         self,
         request: Request[Principal, Token, Any],
+        state: State,
         conn: NamedDependency[asyncpg.Connection],
         data: JSONBody[NewWebhook],
     ) -> NewWebhookSecret:
@@ -70,6 +96,8 @@ class WebhookRoutes(Controller):
         caller = request.user
         if data.include_answers and caller.role != "admin":
             raise AnswersForAdmins()
+        if not state.settings.webhook_private_targets and not await public_host(data.url):
+            raise invalid("url", "not_public", NOT_PUBLIC)
         province_id = caller.province_id if caller.role != "admin" else None
         if data.province_code is not None:
             area = await get_area(conn, data.province_code)
