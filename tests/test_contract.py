@@ -9,9 +9,6 @@ body that does not match its declared schema, and any schema-valid request answe
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
@@ -28,15 +24,7 @@ from api.app import create_app
 from api.config import Settings
 from api.db import connect
 from api.passwords import Passwords
-from tests.conftest import FAST_ARGON2, PASSWORD, _create_database, _drop_database
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
+from tests.conftest import FAST_ARGON2, PASSWORD, _create_database, _drop_database, serve_in_thread
 
 TEAM_WARD = "14797"  # Phường Hạc Thành
 
@@ -88,29 +76,14 @@ def live_server(
         jwt_secret="contract-secret-contract-secret-32",
         **FAST_ARGON2,  # type: ignore[arg-type]
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dsn, settings_), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    tokens = {
-        role: httpx.post(
-            f"{base}/api/v1/auth/login", json={"phone": phone, "password": PASSWORD}
-        ).json()["accessToken"]
-        for role, phone in phones.items()
-    }
-    yield base, tokens
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(dsn, settings_)) as base:
+        tokens = {
+            role: httpx.post(
+                f"{base}/api/v1/auth/login", json={"phone": phone, "password": PASSWORD}
+            ).json()["accessToken"]
+            for role, phone in phones.items()
+        }
+        yield base, tokens
     asyncio.run(_drop_database(server_dsn, name))
 
 

@@ -12,10 +12,10 @@ The noise of a large count (the table's last row) is -2, -1, 0, 1, 2 with chance
 63, 16 in 256; two cells with independent cell keys show the same noise with chance
 Σp² ≈ 0.2755. Counts 1-4 are published as 0 or 5 and never as themselves.
 
-One attack still succeeds more often than the method should allow (averaging parent −
-children over the months): it is marked ``xfail(strict=True)`` with what was measured, so the
-suite stays green while the leak is open and fails the day it is closed until the marker
-goes. ``pytest -s`` prints every measured rate.
+Averaging parent − children over the months recovered hidden wards while a parent was
+perturbed on its own; a parent is now the sum of its wards' perturbed counts
+(api/stats/sums.py), and that attack asserts its bound like the others. ``pytest -s``
+prints every measured rate.
 """
 
 from __future__ import annotations

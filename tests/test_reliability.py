@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -34,6 +32,7 @@ from tests.conftest import (
     Accounts,
     _create_database,
     _drop_database,
+    serve_in_thread,
     submission,
 )
 from tests.test_stats import new_household, ward_team
@@ -134,13 +133,6 @@ async def test_a_caller_runs_a_limited_number_of_exports(
 # A live server (uvicorn in a thread, real sockets) --------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def _seed_admin(dsn: str) -> str:
     from api.passwords import Passwords
 
@@ -183,26 +175,11 @@ def live(
         exports_per_user=1,
         **FAST_ARGON2,  # type: ignore[arg-type]
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(dsn, settings), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    token = httpx.post(
-        f"{base}/api/v1/auth/login", json={"phone": phone, "password": PASSWORD}
-    ).json()["accessToken"]
-    yield Live(port, dsn, token)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(dsn, settings)) as base:
+        token = httpx.post(
+            f"{base}/api/v1/auth/login", json={"phone": phone, "password": PASSWORD}
+        ).json()["accessToken"]
+        yield Live(int(base.rsplit(":", 1)[1]), dsn, token)
     asyncio.run(_drop_database(server_dsn, name))
 
 
