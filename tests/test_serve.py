@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from api.stats.folder import FOLDER
 from tests.conftest import ROOT
 
 
@@ -30,15 +31,18 @@ def _free_port() -> int:
 POOL_MIN = 2  # connections each worker opens at start (the default CONGDONGSO_POOL_MIN)
 
 
-async def _backends(dsn: str) -> int:
+async def _backends(dsn: str) -> tuple[int, int]:
+    """The request pools' connections and the folders' connections of every worker."""
     conn = await asyncpg.connect(dsn)
     try:
-        return int(
-            await conn.fetchval(
-                """SELECT count(*) FROM pg_stat_activity
-                   WHERE datname = current_database() AND pid <> pg_backend_pid()"""
-            )
+        row = await conn.fetchrow(
+            """SELECT count(*) FILTER (WHERE application_name = 'congdongso') AS requests,
+                      count(*) FILTER (WHERE application_name = $1) AS folders
+               FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()""",
+            FOLDER,
         )
+        return int(row["requests"]), int(row["folders"])
     finally:
         await conn.close()
 
@@ -106,9 +110,14 @@ def _serve_and_kill(dsn: str, tmp_path: Path) -> None:
             time.sleep(0.1)
         assert victim not in _children(server.pid)
         assert all(_up(port) for _ in range(20))  # and it keeps answering
-        # Stop only once the new worker has opened its pool (a worker still starting would
-        # only be killed after the stop timeout).
-        while asyncio.run(_backends(dsn)) < 2 * POOL_MIN:
+        # Stop only once the new worker has started: its pool is open and its folder, the
+        # last thing a worker starts, is connected (a worker still starting would only be
+        # killed after the stop timeout). Counting all backends was not enough: a worker
+        # opens more than its pool, so the survivor alone could reach the count.
+        while True:
+            requests, folders = asyncio.run(_backends(dsn))
+            if requests >= 2 * POOL_MIN and folders == 2:
+                break
             assert time.monotonic() - killed_at < 30, "the new worker never opened its pool"
             time.sleep(0.1)
         assert server.poll() is None  # the service itself never went down
