@@ -90,6 +90,10 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
             # count the old way: recompute them once.
             households, seconds = asyncio.run(_rebuild_stats(dsn, settings))
             print(f"statistics rebuilt: {households:,} households, {seconds:.1f} s")
+        elif before is not None and before[0] < PARENT_SUMS_REVISION:
+            # Counters kept before 0015 have no provinces' sums of their wards yet.
+            seconds = asyncio.run(_refill_parent_sums(dsn))
+            print(f"provinces' sums of their wards computed: {seconds:.1f} s")
     return 0
 
 
@@ -106,6 +110,24 @@ async def _sync_catalog(dsn: str) -> CatalogSync:
 
 
 CELL_KEYS_REVISION = "0009"
+PARENT_SUMS_REVISION = "0015"
+
+
+async def _refill_parent_sums(dsn: str) -> float:
+    import time
+
+    from api.stats import sums
+    from api.stats.counters import LOCK_COUNTERS
+
+    conn = await connect(dsn, work="rebuild")
+    try:
+        started = time.perf_counter()
+        async with conn.transaction():
+            await conn.execute(LOCK_COUNTERS.format("EXCLUSIVE"))  # the folder waits
+            await sums.refill(conn)
+        return time.perf_counter() - started
+    finally:
+        await conn.close()
 
 
 async def _revision_and_data(dsn: str) -> tuple[str, bool] | None:

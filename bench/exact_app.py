@@ -31,7 +31,7 @@ import asyncpg
 
 from api.queries.modules import LearningCounts
 from api.stats import cards, catalog, counters, disclosure, exports, sums
-from api.stats.counters import Cell
+from api.stats.cells import Cell
 
 VARIANT_ENV = "CDS_BENCH_VARIANT"
 # A record key of 0 that still refers to the statements' $2 and $3 (their types must be

@@ -40,7 +40,8 @@ from tqdm import tqdm
 from api.db import connect
 from api.stats.cards import coverage_of, cumulate, ward_figure
 from api.stats.catalog import COVERAGE, Catalog, history_sql, load_catalog
-from api.stats.counters import EMPTY, Cell, MonthlyDelta, monthly_deltas
+from api.stats.cells import EMPTY, Cell
+from api.stats.counters import MonthlyDelta, monthly_deltas
 from api.stats.disclosure import Counts, Published, contribution, displayed, exact, perturb
 from api.stats.keys import record_keys
 from api.stats.periods import EXPORT_MONTHS, add_months, month_start, today

@@ -187,7 +187,7 @@ async def rebuild_counters(conn: asyncpg.Connection, keys: RecordKeys) -> float:
     with tqdm(total=34, desc="  rebuild", unit="province", leave=False, disable=None) as bar:
         await rebuild(conn, catalog, lambda _: bar.update())
     seconds = time.perf_counter() - started
-    for table in ("stat_current", "stat_delta"):
+    for table in ("stat_current", "stat_delta", "stat_parent_now", "stat_parent_month"):
         await conn.execute(f"ANALYZE {table}")
     return seconds
 

@@ -28,6 +28,8 @@ async def test_a_changed_catalog_reaches_the_database(
     first, second = catalog[0], catalog[1]
     first["name"]["en"] = "Adults with a smartphone of their own"
     second["rule"] = {"key": "hh_smart_devices", "op": "gte", "value": 2}
+    third = catalog[2]  # a new unit changes how wards add up to their province: recounted
+    third["unit"] = "ratio" if third["unit"] == "fraction" else "fraction"
     catalog.reverse()  # a new order
     catalog.append(
         {
@@ -47,7 +49,7 @@ async def test_a_changed_catalog_reaches_the_database(
     synced = await sync_catalog(db, read_catalog(path))
 
     assert synced.added == ["HH_COMPUTER"]
-    assert synced.recounted == [second["code"]]
+    assert sorted(synced.recounted) == sorted([second["code"], third["code"]])
     assert synced.missing == [dropped["code"]]
     assert first["code"] in synced.changed
     rows = {r["code"]: r for r in await db.fetch("SELECT * FROM indicator ORDER BY position")}

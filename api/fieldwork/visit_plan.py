@@ -50,7 +50,7 @@ from api.pagination import encode_cursor
 from api.stats import counters, disclosure
 from api.stats.cards import indicator_value, nearest_target
 from api.stats.catalog import BIRTH_YEAR, TIME_ZONE, Catalog, predicate
-from api.stats.counters import EMPTY
+from api.stats.cells import EMPTY
 from api.stats.periods import today
 from schemas.base import Page
 from schemas.fieldwork import STALE_AFTER_DEFAULT, VisitPlanItem, VisitReason

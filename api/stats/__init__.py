@@ -4,11 +4,13 @@ Where things are:
 
 - ``catalog``: the indicator catalog (data in the ``indicator`` table) and the SQL it
   compiles to. Add an indicator in ``migrations/data/indicators.json``.
+- ``cells``: a counter's cell (numerator, denominator and their key sums).
 - ``counters``: keeping the per-ward and per-province counters (writers append to the
   ``stat_log``; the fold and the rebuild) and reading them with the unfolded log; targets.
 - ``folder``: the background task that folds the log into the counters (one per database).
 - ``disclosure``: what a published figure may show (the cell key method).
-- ``sums``: a province's and the nation's figures, their wards' perturbed cells added up.
+- ``sums``: a province's and the nation's figures, their wards' perturbed cells added up,
+  kept by the fold (``stat_parent_now`` / ``stat_parent_month``) and read with the log.
 - ``periods``, ``places``: what a request asks for (a period, an area) and who may read it.
 - ``cards``: the card, the children table and the series, built from the counters.
 - ``cardcache``: rendered cards kept per process until their counters change.

@@ -21,8 +21,9 @@ from api.queries.modules import LearningCounts, LearningSummary, VersionSource, 
 from api.stats import counters as q
 from api.stats import sums
 from api.stats.catalog import COVERAGE, Catalog
+from api.stats.cells import EMPTY, Cell, add
 from api.stats.closing import closed_month
-from api.stats.counters import EMPTY, Cell, MonthlyDelta, add
+from api.stats.counters import MonthlyDelta
 from api.stats.disclosure import (
     MIN_DENOMINATOR,
     PTABLE,

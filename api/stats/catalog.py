@@ -295,8 +295,9 @@ async def sync_catalog(conn: asyncpg.Connection, entries: list[CatalogEntry]) ->
 
     New indicators are added with their national default target; existing ones take the
     file's names, unit, subject, age, rule, source and order. Nothing is deleted. Changes to
-    what an indicator counts are reported in ``recounted``: the caller rebuilds the counters
-    (``congdongso migrate`` does; running workers read the catalog once, so restart them).
+    what an indicator counts, or to its unit (which changes how wards add up to their
+    province), are reported in ``recounted``: the caller rebuilds the counters (``congdongso
+    migrate`` does; running workers read the catalog once, so restart them).
     """
     async with conn.transaction():
         rows = {
@@ -310,13 +311,15 @@ async def sync_catalog(conn: asyncpg.Connection, entries: list[CatalogEntry]) ->
         await conn.execute("UPDATE indicator SET position = position + 10000")
         for position, entry in enumerate(entries, start=1):
             row = rows.get(entry.code)
-            counts = (entry.subject, entry.min_age, entry.rule)
-            shown = (position, entry.name, entry.unit, entry.source)
+            # A unit changes how a ward adds to its province's kept sums (api/stats/sums.py):
+            # counted again, as a rule is.
+            counts = (entry.subject, entry.min_age, entry.rule, entry.unit)
+            shown = (position, entry.name, entry.source)
             if row is None:
                 added.append(entry.code)
-            elif (row["subject"], row["min_age"], row["rule"]) != counts:
+            elif (row["subject"], row["min_age"], row["rule"], row["unit"]) != counts:
                 recounted.append(entry.code)
-            elif (row["position"], row["name"], row["unit"], row["source"]) != shown:
+            elif (row["position"], row["name"], row["source"]) != shown:
                 changed.append(entry.code)
             await conn.execute(
                 """INSERT INTO indicator

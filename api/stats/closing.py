@@ -30,6 +30,7 @@ from api.queries import audit
 from api.routes.auth import client_addr
 from api.stats import counters as q
 from api.stats.catalog import TIME_ZONE
+from api.stats.cells import EMPTY, Cell, add
 from api.stats.periods import Period, parse_period, today
 from schemas.stats import ClosedPeriod
 
@@ -39,7 +40,7 @@ SOMEONE = N_("a ward official")
 
 
 class Closed(msgspec.Struct, frozen=True):
-    cells: dict[str, q.Cell]
+    cells: dict[str, Cell]
     closed_at: datetime
     closed_by: str | None
 
@@ -109,9 +110,9 @@ async def close_period(
     language = negotiate(request.headers.get("accept-language"))
     async with conn.transaction():
         deltas = await q.monthly_deltas(conn, [place.id], parsed.end)
-        cells: dict[str, q.Cell] = {}
+        cells: dict[str, Cell] = {}
         for delta in deltas:
-            cells[delta.measure] = q.add(cells.get(delta.measure, q.EMPTY), delta.cell)
+            cells[delta.measure] = add(cells.get(delta.measure, EMPTY), delta.cell)
         inserted = await conn.fetchval(
             """INSERT INTO period_close (ward_id, province_id, month, cells, closed_by)
                VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true""",

@@ -11,22 +11,14 @@ from typing import NamedTuple
 
 import asyncpg
 
+from api.stats import sums
 from api.stats.catalog import Catalog
+from api.stats.cells import EMPTY, Cell
 from api.stats.keys import sql_key
 
 # One monthly change of one measure in one ward (the province follows its wards).
 DeltaKey = tuple[int, int, date, str]  # ward_id, province_id, month, measure
 Deltas = dict[DeltaKey, "Cell"]  # → (numerator, denominator, their key sums)
-
-
-# (numerator, denominator, numerator key sum, denominator key sum): a plain tuple, as cards
-# build thousands of them per request. Key sums are unreduced; see api/stats/disclosure.py.
-Cell = tuple[int, int, int, int]
-EMPTY: Cell = (0, 0, 0, 0)
-
-
-def add(a: Cell, b: Cell) -> Cell:
-    return (a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3])
 
 
 def _deltas(rows: list[asyncpg.Record]) -> Deltas:
@@ -150,20 +142,25 @@ FOLD_SQL = """
             numerator_key = s.numerator_key + excluded.numerator_key,
             denominator_key = s.denominator_key + excluded.denominator_key
     )
-    SELECT count(*) FROM gone"""
+    SELECT ward_id, province_id, month, measure, sum(numerator)::bigint,
+           sum(denominator)::bigint, sum(numerator_key)::bigint, sum(denominator_key)::bigint,
+           count(*)
+    FROM gone GROUP BY 1, 2, 3, 4"""
 
 # Taken by the fold and the rebuild, in this order, so neither waits for the other in reverse.
 LOCK_COUNTERS = "LOCK TABLE stat_log, stat_current, stat_delta IN {} MODE"
 
 
 async def fold(conn: asyncpg.Connection) -> int:
-    """Move the log into the counters; returns how many log rows were folded."""
+    """Move the log into the counters, and the provinces' kept sums along (api/stats/sums.py);
+    returns how many log rows were folded."""
     async with conn.transaction():
         # The fold changes no figure: the counters' triggers stay quiet (migration 0012).
         await conn.execute("SET LOCAL congdongso.folding = 'on'")
         await conn.execute(LOCK_COUNTERS.format("ROW EXCLUSIVE"))
-        folded: int = await conn.fetchval(FOLD_SQL)
-    return folded
+        changes = await conn.fetch(FOLD_SQL)
+        await sums.follow(conn, [tuple(row[:8]) for row in changes])
+    return sum(row[8] for row in changes)
 
 
 def accumulate_sql(history: str) -> str:
@@ -238,6 +235,7 @@ async def rebuild(
             if advance is not None:
                 advance(province["name"])
         await conn.execute(CURRENT_FROM_DELTAS)
+        await sums.refill(conn)
         await conn.execute(LEARNER_KEYS, *catalog.keys.params)
         await conn.execute("DELETE FROM ward_learning")
         await conn.execute(LEARNING_FROM_LEARNERS)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Final, NamedTuple
 
 from api.i18n import N_
-from api.stats.counters import Cell
+from api.stats.cells import Cell
 
 PTABLE_PATH: Final = Path(__file__).resolve().parents[2] / "migrations" / "data" / "ptable.json"
 MIN_DENOMINATOR: Final = 10

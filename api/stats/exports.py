@@ -32,7 +32,7 @@ from api.i18n import FORMAT_LOCALES, N_, format_number, format_rate, translate
 from api.stats import counters as q
 from api.stats.cards import cumulate, figures_at, nearest_target, units_of
 from api.stats.catalog import Catalog
-from api.stats.counters import EMPTY, Cell
+from api.stats.cells import EMPTY, Cell
 from api.stats.disclosure import REASONS, WITHHELD, Published, perturb
 from api.stats.periods import EXPORT_MONTHS, add_months, month_start
 from api.stats.places import Place, Places
