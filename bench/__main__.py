@@ -29,6 +29,7 @@ MODULES = [
     "modules",
     "privacy",
     "parent_sums",
+    "push_keys",
     "report",
     "visits",
     "events",
