@@ -9,6 +9,7 @@ unset the embedded server under ``.data/pgtest`` is used; with it set, that serv
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import threading
@@ -37,6 +38,15 @@ FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_paralle
 PASSWORD = "correct horse battery"
 METRICS_TOKEN = "test-metrics-token"
 SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Every test builds an app, so the heap grows all session and Python's full collections
+    (which walk it all) grew with it: 16 % of a 55 s sample of the suite. Freeze what the
+    imports made (never garbage) and collect the young generation less often: 8 % after."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 @pytest.fixture(scope="session")

@@ -426,16 +426,22 @@ def test_a_province_of_many_wards_charts_the_20_furthest_behind() -> None:
     assert len(book["Charts"]._charts) == 3
 
 
+THAI_NGUYEN = "19"
+AN_KHANH = "05809"  # Xã An Khánh, Thái Nguyên
+
+
 async def test_a_province_xlsx_export_is_built_in_constant_memory(
     accounts: Accounts, client: Client, db: asyncpg.Connection, settings: Settings, tmp_path: Path
 ) -> None:
-    """36,072 rows through XlsxWriter's constant_memory mode: memory holds a batch of rows,
-    never the sheet (rows go to a temporary file; the workbook is streamed from its file)."""
-    team = await ward_team(accounts, HAC_THANH)
-    await survey_ward(client, team, HAC_THANH, 20, 15)
+    """20,088 rows through XlsxWriter's constant_memory mode: memory holds a batch of rows,
+    never the sheet (rows go to a temporary file; the workbook is streamed from its file).
+    Thái Nguyên's 92 wards: Thanh Hóa's 166 took 41 s under tracemalloc, for the same proof
+    (the CSV test streams all of Thanh Hóa)."""
+    team = await ward_team(accounts, AN_KHANH)
+    await survey_ward(client, team, AN_KHANH, 20, 15)
     catalog = await load_catalog(db, record_keys(settings))
     places = Places()
-    place = await places.find(db, THANH_HOA)
+    place = await places.find(db, THAI_NGUYEN)
     assert place is not None
     path = tmp_path / "export.xlsx"
     tracemalloc.start()
@@ -450,7 +456,7 @@ async def test_a_province_xlsx_export_is_built_in_constant_memory(
         tracemalloc.stop()
     with zipfile.ZipFile(path) as archive:
         sheet_xml = archive.getinfo("xl/worksheets/sheet1.xml").file_size
-    assert sheet_xml > 15_000_000  # the sheet, uncompressed
+    assert sheet_xml > 9_000_000  # the sheet, uncompressed
     assert peak < sheet_xml / 5, (peak, sheet_xml)  # never held whole
     sheet = openpyxl.load_workbook(path, read_only=True).active
-    assert sheet.max_row == 1 + 36_072
+    assert sheet.max_row == 1 + (1 + 92) * 9 * 24  # the province and its wards, 24 months
