@@ -80,8 +80,8 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     secret = jwt_secret(settings)
     security = jwt_auth(secret, settings.access_token_ttl)
     cards = CardCache(max_age=settings.card_max_age)
-    folder = Folder(dsn, settings.fold_interval)
     metrics = Metrics(get_pool=lambda: app.state.get("pool"), cards=cards)
+    folder = Folder(dsn, settings.fold_interval, watcher=metrics.folded)
 
     # Signing in needs no token; everything else under /api/v1 does (and says so in OpenAPI).
     public = Router(

@@ -196,11 +196,46 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # The folder (api/stats/folder.py): only the leading process folds, so the counters
+        # add up across workers to the service's folds; the last fold's time is the
+        # newest any worker wrote ("max"), and the log's rows left after it are that fold's.
+        self.folds = Counter(
+            "stat_folds", "Folds of the counters' log into the counters", registry=self.registry
+        )
+        self.folded_rows = Counter(
+            "stat_folded_log_rows", "Log rows folded into the counters", registry=self.registry
+        )
+        self.fold_seconds = Histogram(
+            "stat_fold_duration_seconds",
+            "How long a fold's transaction took",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.last_fold = Gauge(
+            "stat_last_fold_timestamp_seconds",
+            "When the last fold committed (Unix time): the folder's lag is now minus this",
+            multiprocess_mode="max",
+            registry=self.registry,
+        )
+        self.log_rows_left = Gauge(
+            "stat_log_rows_after_fold",
+            "Rows in the counters' log right after the last fold (written meanwhile)",
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
         self.workers = WorkerGauges(get_pool, cards) if self.shared else None
         if self.workers is None:
             self.registry.register(PoolCollector(get_pool))
             self.registry.register(CardCacheCollector(cards))
             self.registry.register(ProcessCollector(registry=None))
+
+    def folded(self, rows: int, seconds: float, left: int) -> None:
+        """One fold committed (called by the leading folder)."""
+        self.folds.inc()
+        self.folded_rows.inc(rows)
+        self.fold_seconds.observe(seconds)
+        self.last_fold.set(time.time())
+        self.log_rows_left.set(left)
 
     def exposition(self) -> bytes:
         """The text a scrape gets: the service's totals in multiprocess mode."""

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -48,6 +49,34 @@ async def test_metrics_count_requests_by_route(client: Client, accounts: Account
     assert "http_request_duration_seconds_bucket" in text
     assert "db_pool_size" in text
     assert "db_pool_in_use" in text
+
+
+async def test_metrics_show_the_folder_at_work(client: Client, db: asyncpg.Connection) -> None:
+    """The folds, the rows they folded, how long they took, when the last one committed (the
+    folder's lag is now minus that) and the log left after it."""
+    ward = await db.fetchrow("SELECT id, province_id FROM area WHERE code = '14797'")
+    await db.executemany(
+        """INSERT INTO stat_log (ward_id, province_id, month, measure, numerator, denominator,
+                                 numerator_key, denominator_key)
+           VALUES ($1, $2, date_trunc('month', now())::date, $3, 1, 1, 7, 7)""",
+        [(ward["id"], ward["province_id"], measure) for measure in ("COVERAGE", "HH_BROADBAND")],
+    )
+    before = time.time()
+    for _ in range(200):  # the app's folder folds every half second
+        if not await db.fetchval("SELECT count(*) FROM stat_log"):
+            break
+        await asyncio.sleep(0.05)
+    text = (await client.get("/metrics", headers=SCRAPER)).text
+    samples = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith("stat_")
+    }
+    assert samples["stat_folds_total"] >= 1
+    assert samples["stat_folded_log_rows_total"] == 2
+    assert samples["stat_fold_duration_seconds_count"] == samples["stat_folds_total"]
+    assert before - 1 <= samples["stat_last_fold_timestamp_seconds"] <= time.time()
+    assert samples["stat_log_rows_after_fold"] == 0
 
 
 async def test_openapi_document(client: Client) -> None:

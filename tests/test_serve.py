@@ -223,6 +223,9 @@ def _serve_and_scrape(dsn: str, tmp_path: Path) -> None:
             assert _sample(scrape, "http_requests_total", **me, status="500") == 0
             assert "db_pool_size{worker=" in scrape
             assert "process_resident_memory_bytes{worker=" in scrape
+            # One worker leads the folder; its folds reach whichever worker is scraped.
+            assert _sample(scrape, "stat_folds_total") >= 1
+            assert time.time() - _sample(scrape, "stat_last_fold_timestamp_seconds") < 30
     finally:
         server.send_signal(signal.SIGTERM)
         try:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+import time
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -30,12 +31,23 @@ log = logging.getLogger(__name__)
 # The advisory lock's key: "stat_log" as a number, shared by every process of one database.
 LEADER_KEY: Final = int.from_bytes(b"statlog\x00", "big")
 FOLDER: Final = "congdongso-folder"  # the folder connection's application_name
+# Rows in the log (estimated from the table's statistics when it is large: a count of a big
+# log would itself take long, and a large log is what the figure is there to show).
+LOG_ROWS_SQL: Final = """
+    SELECT CASE WHEN reltuples > 100000 THEN reltuples::bigint
+                ELSE (SELECT count(*) FROM stat_log) END
+    FROM pg_class WHERE oid = 'stat_log'::regclass"""
+
+
+# Told of each fold: (log rows folded, seconds the fold took, log rows left after it).
+FoldWatcher = Callable[[int, float, int], None]
 
 
 class Folder:
-    def __init__(self, dsn: str, interval: float = 0.5) -> None:
+    def __init__(self, dsn: str, interval: float = 0.5, watcher: FoldWatcher | None = None) -> None:
         self.dsn = dsn
         self.interval = interval  # between folds, and between tries to become the leader
+        self.watcher = watcher  # the metrics (api/metrics.py)
         self.leading = False
         self.folds = 0
         self.folded = 0  # log rows
@@ -61,8 +73,14 @@ class Folder:
             self.leading = True
             log.info("folder: leading")
             while True:
-                self.folded += await fold(conn)
+                started = time.perf_counter()
+                rows = await fold(conn)
+                seconds = time.perf_counter() - started
+                self.folded += rows
                 self.folds += 1
+                if self.watcher is not None:
+                    left: int = await conn.fetchval(LOG_ROWS_SQL)
+                    self.watcher(rows, seconds, left)
                 await asyncio.sleep(self.interval)
         finally:
             self.leading = False
