@@ -143,6 +143,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
                         retry_base=settings.webhook_retry_base,
                         pause_after=settings.webhook_pause_after,
                         poll=settings.webhook_poll,
+                        private_ok=settings.webhook_private_targets,
                     )
                 ]
                 if settings.webhook_worker

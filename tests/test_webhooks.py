@@ -22,6 +22,8 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from api.config import Settings
+from api.events.addresses import Pinned, Refused, pinned
+from api.events.webhooks import insert_webhook
 from tests.conftest import HAC_THANH, THANH_HOA, Accounts, member, submission
 
 pytestmark = pytest.mark.anyio
@@ -300,3 +302,84 @@ async def test_a_webhook_failing_too_long_is_paused_and_resumed(
         assert down.accepted()[0]["type"] == "target.changed"
     finally:
         down.close()
+
+
+async def test_a_name_that_resolves_to_this_network_at_delivery_gets_nothing(
+    dsn: str, settings: Settings, db: asyncpg.Connection
+) -> None:
+    """DNS rebinding: a name that resolved to public addresses when its webhook was
+    registered and to loopback at delivery. The worker checks the addresses again at every
+    attempt, sends nothing, and logs why; registering the same name now is refused."""
+    receiver = Receiver(failures=0)
+    strict = create_app(
+        dsn,
+        msgspec.structs.replace(
+            settings,
+            webhook_worker=True,
+            webhook_retry_base=0.05,
+            webhook_poll=0.1,
+            webhook_pause_after=60.0,
+        ),
+    )
+    try:
+        async with AsyncTestClient(app=strict) as client:
+            accounts = Accounts(db, client)
+            admin_account = await accounts.create("admin")
+            admin = await accounts.headers(admin_account)
+            url = receiver.url.replace("127.0.0.1", "localhost")
+            refused = await client.post("/api/v1/webhooks", json={"url": url}, headers=admin)
+            assert refused.status_code == 400
+            assert refused.json()["errors"][0]["code"] == "not_public"
+            # As the registration stored it when the name still looked public.
+            webhook_id = uuid.uuid4()
+            await insert_webhook(
+                db,
+                webhook_id=webhook_id,
+                url=url,
+                secret="rebinding-test-secret",
+                province_id=None,
+                include_answers=False,
+                created_by=admin_account.id,
+            )
+            target = await client.put(
+                f"/api/v1/targets/{THANH_HOA}/HH_BROADBAND",
+                json={"year": 2025, "value": 0.7},
+                headers=admin,
+            )
+            assert target.status_code == 200
+
+            async def tried() -> bool:
+                return bool(
+                    await db.fetchval(
+                        "SELECT count(*) FROM webhook_delivery WHERE webhook_id = $1", webhook_id
+                    )
+                )
+
+            await wait_for(tried)
+            attempt = await db.fetchrow(
+                """SELECT delivered, status_code, error FROM webhook_delivery
+                   WHERE webhook_id = $1 ORDER BY id LIMIT 1""",
+                webhook_id,
+            )
+            assert not attempt["delivered"]
+            assert attempt["status_code"] is None
+            assert "non-public" in attempt["error"]
+            await asyncio.sleep(0.3)  # retries are refused alike
+            assert receiver.requests == []
+    finally:
+        receiver.close()
+
+
+async def test_a_delivery_goes_to_the_address_it_checked() -> None:
+    """The request is aimed at the resolved address, with the name in Host (and for TLS)."""
+    aim = await pinned("https://localhost:8443/hook?x=1", private_ok=True)
+    assert isinstance(aim, Pinned)
+    assert aim.url in ("https://127.0.0.1:8443/hook?x=1", "https://[::1]:8443/hook?x=1")
+    assert aim.host == "localhost:8443"
+    assert aim.extensions == {"sni_hostname": "localhost"}
+    plain = await pinned("http://127.0.0.1:9/hook", private_ok=True)
+    assert isinstance(plain, Pinned)
+    assert (plain.extensions, plain.host) == ({}, "127.0.0.1:9")
+    assert isinstance(await pinned("http://127.0.0.1:9/hook", private_ok=False), Refused)
+    assert isinstance(await pinned("http://10.1.2.3/hook", private_ok=False), Refused)
+    assert isinstance(await pinned("http://no-such-host.invalid/hook", private_ok=True), Refused)

@@ -35,6 +35,7 @@ import msgspec
 from litestar import Litestar
 
 from api.events import webhooks as q
+from api.events.addresses import Refused, pinned
 
 log = logging.getLogger("congdongso.events")
 
@@ -70,17 +71,29 @@ def retry_delay(attempt: int, base: float) -> float:
 
 
 async def send(
-    client: httpx.AsyncClient, url: str, secret: str, event: q.Event, include_answers: bool
+    client: httpx.AsyncClient,
+    url: str,
+    secret: str,
+    event: q.Event,
+    include_answers: bool,
+    *,
+    private_ok: bool,
 ) -> tuple[int | None, str | None, int]:
-    """(status code, error, milliseconds) of one attempt."""
+    """(status code, error, milliseconds) of one attempt, sent to the address the host
+    resolves to now, checked (api/events/addresses.py)."""
     body = event_body(event, include_answers)
     timestamp = int(time.time())
     started = time.perf_counter()
+    aim = await pinned(url, private_ok)
+    if isinstance(aim, Refused):
+        return None, aim.reason, int((time.perf_counter() - started) * 1000)
     try:
         response = await client.post(
-            url,
+            aim.url,
             content=body,
+            extensions=aim.extensions,
             headers={
+                "Host": aim.host,
                 "Content-Type": "application/json",
                 "User-Agent": "congdongso-webhooks/1",
                 "X-Congdongso-Event": event.type,
@@ -99,10 +112,18 @@ async def send(
 
 class Worker:
     def __init__(
-        self, dsn: str, pool: asyncpg.Pool, *, retry_base: float, pause_after: float, poll: float
+        self,
+        dsn: str,
+        pool: asyncpg.Pool,
+        *,
+        retry_base: float,
+        pause_after: float,
+        poll: float,
+        private_ok: bool = False,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
+        self.private_ok = private_ok  # CONGDONGSO_WEBHOOK_PRIVATE_TARGETS
         self.retry_base = retry_base
         self.pause_after = pause_after
         self.poll = poll
@@ -147,7 +168,12 @@ class Worker:
             attempts = target.attempts
             for event in events:
                 status, error, elapsed = await send(
-                    client, target.url, target.secret, event, target.include_answers
+                    client,
+                    target.url,
+                    target.secret,
+                    event,
+                    target.include_answers,
+                    private_ok=self.private_ok,
                 )
                 attempts += 1
                 ok = error is None
@@ -179,13 +205,20 @@ class Worker:
                 attempts = 0
 
 
-def lifespan(dsn: str, *, retry_base: float, pause_after: float, poll: float) -> Any:
+def lifespan(
+    dsn: str, *, retry_base: float, pause_after: float, poll: float, private_ok: bool = False
+) -> Any:
     """Runs the worker while the app runs (after the pool exists: app.state.pool)."""
 
     @asynccontextmanager
     async def running(app: Litestar) -> AsyncGenerator[None, None]:
         worker = Worker(
-            dsn, app.state.pool, retry_base=retry_base, pause_after=pause_after, poll=poll
+            dsn,
+            app.state.pool,
+            retry_base=retry_base,
+            pause_after=pause_after,
+            poll=poll,
+            private_ok=private_ok,
         )
         app.state.webhook_worker = worker
         task = asyncio.create_task(worker.run(), name="webhook-worker")

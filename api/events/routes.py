@@ -3,13 +3,9 @@ province) register where events go; the delivery log, redelivery and resuming.""
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import secrets
-import socket
 import uuid
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -22,6 +18,7 @@ from litestar.security.jwt import Token
 from api.auth import Principal, Role, requires_role
 from api.errors import Forbidden, NotFound, invalid, problems
 from api.events import webhooks as q
+from api.events.addresses import public_host
 from api.events.delivery import TIMEOUT_SECONDS, send
 from api.i18n import N_
 from api.queries import audit
@@ -39,21 +36,6 @@ DeliveryLimit = Annotated[int, Parameter(ge=1, le=500)]
 NOT_PUBLIC = N_(
     "A webhook must point to a public internet address, not to this server's own network."
 )
-
-
-async def public_host(url: str) -> bool:
-    """Whether every address the URL's host resolves to is a public one: a webhook must not
-    let an official make the server call its own network (the database, the metrics, a
-    router's admin page). Checked when the webhook is registered."""
-    host = urlsplit(url).hostname
-    if not host:
-        return False
-    try:
-        found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
-        return False
-    addresses = {ipaddress.ip_address(info[4][0]) for info in found}
-    return bool(addresses) and all(address.is_global for address in addresses)
 
 
 class WebhookNotFound(NotFound):
@@ -185,7 +167,12 @@ class WebhookRoutes(Controller):
             raise NotFound(N_("No such event for this webhook."), code="event_not_found")
         async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
             status, error, elapsed = await send(
-                client, target.url, target.secret, event, target.include_answers
+                client,
+                target.url,
+                target.secret,
+                event,
+                target.include_answers,
+                private_ok=request.app.state.settings.webhook_private_targets,
             )
         await q.log_attempt(
             conn,
