@@ -144,6 +144,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
                         pause_after=settings.webhook_pause_after,
                         poll=settings.webhook_poll,
                         private_ok=settings.webhook_private_targets,
+                        keep_days=settings.outbox_keep_days,
                     )
                 ]
                 if settings.webhook_worker

@@ -47,6 +47,7 @@ _ENV_NAMES = {
     "CONGDONGSO_WEBHOOK_PAUSE_AFTER": "webhook_pause_after",
     "CONGDONGSO_WEBHOOK_POLL": "webhook_poll",
     "CONGDONGSO_WEBHOOK_PRIVATE_TARGETS": "webhook_private_targets",
+    "CONGDONGSO_OUTBOX_KEEP_DAYS": "outbox_keep_days",
     "CONGDONGSO_CARD_MAX_AGE": "card_max_age",
     "CONGDONGSO_FOLD_INTERVAL": "fold_interval",
 }
@@ -101,6 +102,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_poll: float = 1.0  # seconds between rounds when no event wakes the worker
     # Allow webhooks to loopback and private addresses (tests and benchmarks on one machine).
     webhook_private_targets: bool = False
+    # Days an event stays in the outbox once every webhook it goes to has it (manual
+    # redelivery and the delivery log reach back this far); pruned hourly by the worker.
+    outbox_keep_days: float = 30.0
 
     @property
     def production(self) -> bool:

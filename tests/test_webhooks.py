@@ -22,6 +22,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from api.config import Settings
+from api.events import webhooks as q
 from api.events.addresses import Pinned, Refused, pinned
 from api.events.webhooks import insert_webhook
 from tests.conftest import HAC_THANH, THANH_HOA, Accounts, member, submission
@@ -383,3 +384,73 @@ async def test_a_delivery_goes_to_the_address_it_checked() -> None:
     assert isinstance(await pinned("http://127.0.0.1:9/hook", private_ok=False), Refused)
     assert isinstance(await pinned("http://10.1.2.3/hook", private_ok=False), Refused)
     assert isinstance(await pinned("http://no-such-host.invalid/hook", private_ok=True), Refused)
+
+
+async def test_old_events_every_webhook_has_are_pruned_with_their_log(
+    client: Client, db: asyncpg.Connection, accounts: Accounts
+) -> None:
+    """An event goes once it is older than the retention and every webhook it goes to has
+    it; a province's webhook keeps its province's events until it has them (paused or
+    failing, nothing is lost), and never holds back others'."""
+    admin = await accounts.create("admin")
+    provinces = {
+        r["code"]: r["id"]
+        for r in await db.fetch("SELECT code, id FROM area WHERE code = ANY($1)", [THANH_HOA, "01"])
+    }
+    old, recent = "now() - interval '40 days'", "now() - interval '1 day'"
+    events = {}
+    for name, province, when in (
+        ("hanoi_old", provinces["01"], old),
+        ("thanh_hoa_old", provinces[THANH_HOA], old),
+        ("hanoi_old_2", provinces["01"], old),
+        ("national_old", None, old),
+        ("hanoi_recent", provinces["01"], recent),
+    ):
+        events[name] = await db.fetchrow(
+            f"""INSERT INTO outbox (event_id, type, province_id, occurred_at, body)
+                VALUES (gen_random_uuid(), 'target.changed', $1, {when}, '{{}}')
+                RETURNING id, change_xid::text AS xid""",
+            province,
+        )
+    national, thanh_hoa = uuid.uuid4(), uuid.uuid4()
+    for webhook_id, province in ((national, None), (thanh_hoa, provinces[THANH_HOA])):
+        await insert_webhook(
+            db, webhook_id=webhook_id, url="https://example.org/hook", secret="s",
+            province_id=province, include_answers=False, created_by=admin.id,
+        )  # fmt: skip
+    # The national webhook has everything up to the second Hà Nội event; the province's
+    # webhook has nothing yet (paused, say).
+    passed = events["hanoi_old_2"]
+    await db.execute(
+        "UPDATE webhook SET after_xid = $2::text::xid8, after_id = $3 WHERE id = $1",
+        national, passed["xid"], passed["id"],
+    )  # fmt: skip
+    await db.execute(
+        "UPDATE webhook SET after_xid = '0', after_id = 0, paused_at = now() WHERE id = $1",
+        thanh_hoa,
+    )
+    await db.execute(
+        """INSERT INTO webhook_delivery (webhook_id, outbox_id, event_id, attempt, manual,
+               delivered, duration_ms)
+           SELECT $1, id, event_id, 1, false, true, 5 FROM outbox WHERE id = $2""",
+        national, events["hanoi_old"]["id"],
+    )  # fmt: skip
+
+    assert await q.prune(db, keep_days=30) == 2
+    left = {r["id"] for r in await db.fetch("SELECT id FROM outbox")}
+    assert left == {events[n]["id"] for n in ("thanh_hoa_old", "national_old", "hanoi_recent")}
+    assert await db.fetchval("SELECT count(*) FROM webhook_delivery") == 0
+    # The worker prunes hourly with the configured retention (and at once when it leads).
+    await db.execute("UPDATE webhook SET paused_at = NULL, after_id = $2 WHERE id = $1",
+                     thanh_hoa, events["hanoi_recent"]["id"])  # fmt: skip
+    await db.execute(
+        "UPDATE webhook SET after_xid = $2::text::xid8, after_id = $3 WHERE id = ANY($1)",
+        [national, thanh_hoa], events["hanoi_recent"]["xid"], events["hanoi_recent"]["id"],
+    )  # fmt: skip
+    client.app.state.webhook_worker.next_prune = 0.0  # due now (the worker's own loop)
+
+    async def pruned() -> bool:
+        found = {r["id"] for r in await db.fetch("SELECT id FROM outbox")}
+        return found == {events["hanoi_recent"]["id"]}  # younger than 30 days
+
+    await wait_for(pruned, 10)

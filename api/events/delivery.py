@@ -8,7 +8,8 @@ Per webhook, events go strictly in (transaction, id) order and the next one wait
 the previous one is delivered, so a household's events always arrive in order. A failed
 attempt is retried after ``base * 2^(attempt-1)`` seconds (at most an hour) with ±50 %
 jitter; a webhook failing for ``pause_after`` seconds (24 h) is paused until resumed.
-Nothing is lost while a receiver is down: its events wait in the outbox.
+Nothing is lost while a receiver is down: its events wait in the outbox. Events every
+webhook has are deleted after ``keep_days`` (hourly, with their delivery log).
 
 Each request is ``POST`` of the event as JSON with ``X-Congdongso-Event-Id`` (stable: the
 same for every attempt), ``X-Congdongso-Timestamp`` (Unix seconds of this attempt) and
@@ -44,6 +45,7 @@ ELECTION_SECONDS = 5.0
 TIMEOUT_SECONDS = 10.0
 BATCH = 100
 MAX_RETRY_SECONDS = 3600.0
+PRUNE_EVERY_SECONDS = 3600.0
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -120,10 +122,13 @@ class Worker:
         pause_after: float,
         poll: float,
         private_ok: bool = False,
+        keep_days: float = 30.0,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
         self.private_ok = private_ok  # CONGDONGSO_WEBHOOK_PRIVATE_TARGETS
+        self.keep_days = keep_days  # CONGDONGSO_OUTBOX_KEEP_DAYS
+        self.next_prune = 0.0  # monotonic time of the next pruning (the first: at once)
         self.retry_base = retry_base
         self.pause_after = pause_after
         self.poll = poll
@@ -148,12 +153,22 @@ class Worker:
             await conn.add_listener("outbox", lambda *_: self.wake.set())
             async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
                 while not conn.is_closed():
+                    if time.monotonic() >= self.next_prune:
+                        await self.prune()
                     await self.round(client)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.wake.wait(), self.poll)
                     self.wake.clear()
         finally:
             await conn.close()
+
+    async def prune(self) -> None:
+        """Delete old events every webhook has (hourly, by the leading process)."""
+        self.next_prune = time.monotonic() + PRUNE_EVERY_SECONDS
+        async with self.pool.acquire() as proxy:
+            deleted = await q.prune(cast(asyncpg.Connection, proxy), self.keep_days)
+        if deleted:
+            log.info("outbox pruned", extra={"events": deleted, "keepDays": self.keep_days})
 
     async def round(self, client: httpx.AsyncClient) -> None:
         """Deliver what is due for every webhook (each in order, one event at a time)."""
@@ -206,7 +221,13 @@ class Worker:
 
 
 def lifespan(
-    dsn: str, *, retry_base: float, pause_after: float, poll: float, private_ok: bool = False
+    dsn: str,
+    *,
+    retry_base: float,
+    pause_after: float,
+    poll: float,
+    private_ok: bool = False,
+    keep_days: float = 30.0,
 ) -> Any:
     """Runs the worker while the app runs (after the pool exists: app.state.pool)."""
 
@@ -219,6 +240,7 @@ def lifespan(
             pause_after=pause_after,
             poll=poll,
             private_ok=private_ok,
+            keep_days=keep_days,
         )
         app.state.webhook_worker = worker
         task = asyncio.create_task(worker.run(), name="webhook-worker")

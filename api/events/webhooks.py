@@ -244,3 +244,38 @@ async def event_in_province(conn: asyncpg.Connection, outbox_id: int, province_i
         "SELECT province_id = $2 FROM outbox WHERE id = $1", outbox_id, province_id
     )
     return bool(found)
+
+
+# Pruning --------------------------------------------------------------------------------------
+
+PRUNE_BATCH = 5_000  # events per statement: short transactions, however much is due
+
+# Events older than $1 days that every webhook they go to has passed (its position is at or
+# after them, in the order it delivers: a province's webhook never gets other provinces' or
+# national events, so those do not wait for it); their delivery log goes with them. A paused
+# or failing webhook keeps what it has not received: nothing is lost while a receiver is down.
+_PRUNE_SQL = """
+WITH gone AS (
+    DELETE FROM outbox WHERE id IN (
+        SELECT o.id FROM outbox o
+        WHERE o.occurred_at < now() - make_interval(secs => $1 * 86400)
+          AND NOT EXISTS (
+              SELECT FROM webhook w
+              WHERE (o.change_xid, o.id) > (w.after_xid, w.after_id)
+                AND (w.province_id IS NULL OR w.province_id = o.province_id))
+        ORDER BY o.id LIMIT $2)
+    RETURNING id
+), attempts AS (
+    DELETE FROM webhook_delivery d USING gone WHERE d.outbox_id = gone.id
+)
+SELECT count(*) FROM gone"""
+
+
+async def prune(conn: asyncpg.Connection, keep_days: float) -> int:
+    """Delete what :data:`_PRUNE_SQL` allows, a batch per transaction; events deleted."""
+    total = 0
+    while True:
+        deleted: int = await conn.fetchval(_PRUNE_SQL, keep_days, PRUNE_BATCH)
+        total += deleted
+        if deleted < PRUNE_BATCH:
+            return total
