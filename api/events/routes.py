@@ -45,12 +45,12 @@ async def public_host(url: str) -> bool:
     """Whether every address the URL's host resolves to is a public one: a webhook must not
     let an official make the server call its own network (the database, the metrics, a
     router's admin page). Checked when the webhook is registered."""
-    host = urlsplit(url).hostname
-    if not host:
-        return False
     try:
+        host = urlsplit(url).hostname  # ValueError: a bracketed host that is no IPv6 address
+        if not host:
+            return False
         found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, ValueError):  # UnicodeError (a ValueError): a label IDNA cannot encode
         return False
     addresses = {ipaddress.ip_address(info[4][0]) for info in found}
     return bool(addresses) and all(address.is_global for address in addresses)
