@@ -58,7 +58,7 @@ REF = "#/components/schemas/"
 CONSTRAINTS = (
     "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
     "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "minProperties", "maxProperties",
-    "propertyNames",
+    "propertyNames", "uniqueItems",
 )  # fmt: skip
 
 

@@ -211,6 +211,7 @@ def test_constraints_inside_lists_and_maps_are_documented(doc: dict[str, Any]) -
     key = {"maxLength": 40, "minLength": 1, "pattern": "^[a-z][a-z0-9_]*$"}
     components = schemas["Competences"]["properties"]["components"]
     assert components["items"] == {"maxLength": 3, "pattern": r"^[1-6]\.[1-9]$", "type": "string"}
+    assert components["uniqueItems"] is True  # from the Meta's extra_json_schema
     answers = schemas["NewAttempt"]["properties"]["answers"]
     assert (answers["minProperties"], answers["maxProperties"]) == (1, 50)
     assert answers["propertyNames"] == slug
