@@ -24,7 +24,7 @@ from api.ingest import SurveyCache
 from api.learning import ModuleCache
 from api.logs import echo_request_id
 from api.metrics import Metrics
-from api.openapi import FinishedJson, ReferencePage, reference_asset
+from api.openapi import FinishedJson, ReferencePage, StructConstraints, reference_asset
 from api.passwords import Passwords
 from api.routes import (
     accounts,
@@ -152,6 +152,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             ),
             folder.lifespan(),
         ],
+        plugins=[StructConstraints()],
         on_startup=[remember_allowed_methods],
         before_request=answer_options,
         dependencies={"conn": Provide(provide_conn)},

@@ -18,7 +18,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -97,6 +97,30 @@ def content_hash(submission: NewSubmission) -> bytes:
         )
     canonical = msgspec.json.encode(submission, order="sorted")
     return hashlib.blake2b(canonical, digest_size=16).digest()
+
+
+T = TypeVar("T")
+# Beyond this a float no longer stands for one integer.
+_EXACT = 2**53
+
+
+def decode_item(raw: Any, kind: type[T]) -> T:
+    """A pushed item (or a single submission) as ``kind``, strictly: ``"1"`` is no number.
+
+    A JSON number is one number however it is written: ``2.0`` is the integer 2 (JSON
+    Schema says so too, and the document's integers are JSON Schema's), so whole floats
+    are read as integers before the strict decoding."""
+    return msgspec.convert(_whole_numbers(raw), kind)
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
 
 
 def raw_item_id(raw: Any, key: str = "id") -> uuid.UUID | None:
@@ -178,7 +202,7 @@ async def ingest(
             parsed.append((index, raw))
             continue
         try:
-            parsed.append((index, msgspec.convert(raw, NewSubmission)))
+            parsed.append((index, decode_item(raw, NewSubmission)))
         except msgspec.ValidationError as exc:
             reject(index, raw_item_id(raw), [field_error(str(exc))])
 

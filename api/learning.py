@@ -30,7 +30,7 @@ import msgspec
 from api.auth import Principal
 from api.errors import FieldError, field_error, translate_errors
 from api.i18n import N_
-from api.ingest import raw_item_id
+from api.ingest import decode_item, raw_item_id
 from api.queries import households as hq
 from api.queries import modules as q
 from api.stats.keys import RecordKeys
@@ -511,7 +511,7 @@ async def push_progress(
     results = []
     for raw in raw_items:
         try:
-            item = msgspec.convert(raw, PushProgress)
+            item = decode_item(raw, PushProgress)
         except msgspec.ValidationError as exc:
             errors = [field_error(str(exc))]
             results.append(_result(raw_item_id(raw), "rejected", language, errors))
@@ -541,7 +541,7 @@ async def push_attempts(
     results = []
     for raw in raw_items:
         try:
-            item = msgspec.convert(raw, PushAttempt)
+            item = decode_item(raw, PushAttempt)
         except msgspec.ValidationError as exc:
             errors = [field_error(str(exc))]
             results.append(_result(raw_item_id(raw, "attemptId"), "rejected", language, errors))

@@ -17,6 +17,11 @@ which gap it fills:
   ``Retry-After``; 401 when signed in; 413 and 415 with a body; ``Retry-After`` on 429),
   each with a real example;
 - a 2xx body is never ``null`` (a handler that can answer without a body says 304 or 204).
+
+One gap is filled while Litestar builds the document, by :class:`StructConstraints`: the
+``Meta`` constraints inside list items and map keys and values (``list[Slug]``,
+``dict[Key, FilterText]``), which Litestar drops (style.md pitfall 3b), are copied from
+msgspec's own JSON schema of each Struct, so the document promises what decoding enforces.
 """
 
 from __future__ import annotations
@@ -26,21 +31,41 @@ import importlib.util
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import msgspec
 from litestar import Litestar, Request, get
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import FromPath
+from litestar.plugins import OpenAPISchemaPlugin
 from litestar.response import File
+from litestar.typing import FieldDefinition
 
 from schemas.modules import PushAttempt, PushProgress
 from schemas.surveys import SurveyQuestion
 
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+
 Document = dict[str, Any]
 REF = "#/components/schemas/"
+
+# What msgspec checks on decoding and a JSON schema can say (``enum``, ``const`` and
+# ``format`` Litestar already writes for literals, UUIDs and dates wherever they are).
+CONSTRAINTS = (
+    "minLength", "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "multipleOf", "minItems", "maxItems", "minProperties", "maxProperties",
+    "propertyNames", "uniqueItems",
+)  # fmt: skip
+
+
+def _attribute(key: str) -> str:
+    """The attribute of Litestar's ``Schema`` for a JSON name (``maxLength`` → ``max_length``)."""
+    return re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), key)
+
 
 # Unions of tagged Structs, by the component name clients see.
 TAGGED_UNIONS: dict[str, Any] = {"SurveyQuestion": SurveyQuestion}
@@ -202,6 +227,78 @@ _PAGE = re.compile(r"^Page_[\w.]*\.(?P<item>\w+)_$")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
+class StructConstraints(OpenAPISchemaPlugin):
+    """Every Struct's schema as Litestar builds it, with the constraints it leaves out.
+
+    Litestar reads a field's own ``Meta`` but not one nested in its type: items of a list,
+    keys and values of a dict (and a dict's own ``min_length``/``max_length``). msgspec's
+    JSON schema of the Struct has them all; each one Litestar's schema lacks at the same
+    place is copied over. Listed before Litestar's own plugins, this one is asked first for
+    every Struct and lets the next plugin that supports it build the component.
+    """
+
+    @staticmethod
+    def is_plugin_supported_type(value: Any) -> bool:
+        return False
+
+    def is_plugin_supported_field(self, field_definition: FieldDefinition) -> bool:
+        return not field_definition.is_union and field_definition.is_subclass_of(msgspec.Struct)
+
+    def to_openapi_schema(
+        self, field_definition: FieldDefinition, schema_creator: SchemaCreator
+    ) -> Schema:
+        builder = next(
+            plugin
+            for plugin in schema_creator.plugins
+            if plugin is not self and schema_creator.plugin_supports_field(plugin, field_definition)
+        )
+        built = builder.to_openapi_schema(
+            field_definition=field_definition, schema_creator=schema_creator
+        )
+        source = msgspec.json.schema(field_definition.annotation)
+        definition = source["$defs"][source["$ref"].rsplit("/", 1)[-1]]
+        for name, wanted in definition.get("properties", {}).items():
+            target = (built.properties or {}).get(name)
+            if isinstance(target, Schema):
+                _add_constraints(target, wanted)
+        return built
+
+
+def _add_constraints(target: Schema, source: Document, said: frozenset[str] = frozenset()) -> None:
+    """Copy into ``target`` the constraints of ``source`` (msgspec's schema of the same value)
+    it does not state, nor an enclosing union (``said``: Litestar hoists an optional field's
+    constraints onto its ``oneOf``)."""
+    for key in CONSTRAINTS:
+        if key in source and key not in said and getattr(target, _attribute(key)) is None:
+            value = source[key]
+            setattr(target, _attribute(key), _schema(value) if isinstance(value, dict) else value)
+    for key in ("items", "additionalProperties"):
+        inner = getattr(target, _attribute(key))
+        if isinstance(source.get(key), dict) and isinstance(inner, Schema):
+            _add_constraints(inner, source[key])
+    arms = [arm for arm in target.one_of or target.any_of or [] if isinstance(arm, Schema)]
+    stated = said | {key for key in CONSTRAINTS if getattr(target, _attribute(key)) is not None}
+    for wanted in source.get("anyOf", []):
+        for arm in arms:
+            if wanted.get("type") not in (None, "null") and _type(arm) == wanted["type"]:
+                _add_constraints(arm, wanted, stated)
+
+
+def _type(schema: Schema) -> object:
+    return schema.type.value if isinstance(schema.type, OpenAPIType) else schema.type
+
+
+def _schema(source: Document) -> Schema:
+    """A Litestar ``Schema`` from a plain one (a map's ``propertyNames``: string checks)."""
+    schema = Schema()
+    for key, value in source.items():
+        if key == "type":
+            schema.type = OpenAPIType(value)
+        elif key in CONSTRAINTS:
+            setattr(schema, _attribute(key), value)
+    return schema
+
+
 def finish(generated: Document) -> Document:
     """The document as served: Litestar's, with the gaps above filled (a new dict)."""
     doc = copy.deepcopy(generated)
@@ -210,10 +307,13 @@ def finish(generated: Document) -> Document:
     schemas: Document = doc["components"]["schemas"]
     _add_extra_components(schemas)
     schemas["AnswerValue"] = ANSWER_VALUE
-    for component, properties in TYPED_ANY.items():
-        for name, schema in properties.items():
-            if name in schemas.get(component, {}).get("properties", {}):
-                schemas[component]["properties"][name] = copy.deepcopy(schema)
+    for component, typed in TYPED_ANY.items():
+        for name, schema in typed.items():
+            present = schemas.get(component, {}).get("properties", {})
+            if name in present:
+                # The value is typed here; its constraints (a map's keys and size) stay.
+                kept = {key: present[name][key] for key in CONSTRAINTS if key in present[name]}
+                present[name] = {**kept, **copy.deepcopy(schema)}
     for (component, prop), (name, description) in NAMED_INLINE.items():
         schemas[name] = _named(schemas[component]["properties"][prop], name, description)
         nullable = {"type": "null"} in schemas[component]["properties"][prop].get("oneOf", [])

@@ -22,7 +22,10 @@ def encode_cursor(values: tuple[Any, ...]) -> str:
 
 
 def decode_cursor(cursor: str | None, shape: type[T]) -> T | None:
-    """Decode a cursor into ``shape`` (a tuple type); a bad cursor is a 400 on ``cursor``."""
+    """Decode a cursor into ``shape`` (a tuple type); a bad cursor is a 400 on ``cursor``.
+
+    Its code, ``invalid_cursor``, names a rule rather than a form error: the document says
+    a cursor's alphabet and length, but which strings the server wrote it cannot say."""
     if not cursor:
         return None
     try:
@@ -30,7 +33,7 @@ def decode_cursor(cursor: str | None, shape: type[T]) -> T | None:
         return msgspec.json.decode(raw, type=shape)
     except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
         raise invalid(
-            "cursor", "format", N_("This cursor is not valid; start again without it.")
+            "cursor", "invalid_cursor", N_("This cursor is not valid; start again without it.")
         ) from None
 
 

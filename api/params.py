@@ -18,7 +18,8 @@ Cursor = Annotated[
     Parameter(
         max_length=500,
         pattern=r"^[A-Za-z0-9_-]*$",
-        description="The `nextCursor` of the previous page.",
+        description="The `nextCursor` of the previous page, as the server wrote it; any "
+        "other value is refused with 400 `invalid_cursor` (start again without one).",
     ),
 ]
 AreaCode = Annotated[str, Parameter(min_length=1, max_length=40, pattern=r"^[0-9A-Za-z._-]+$")]

@@ -11,6 +11,8 @@ from msgspec import UNSET, Meta, UnsetType
 from schemas.base import NO_NUL, AreaCode, Label, Password, Phone, Schema, Secret, ShortText
 
 Role = Literal["admin", "province_official", "ward_official", "team_member", "resident"]
+# The roles an official gives: residents join with their team's invite (POST /residents).
+StaffRole = Literal["admin", "province_official", "ward_official", "team_member"]
 
 
 class User(Schema):
@@ -73,7 +75,7 @@ class NewUser(Schema):
     """The account is created pending activation: its holder chooses the password."""
 
     phone: Phone
-    role: Role
+    role: StaffRole
     area_code: AreaCode | None = None
     display_name: Label | None = None
     team_id: uuid.UUID | None = None
@@ -94,7 +96,7 @@ class NewUser(Schema):
 class UserChange(Schema):
     """Only the fields present are changed; ``teamId: null`` takes a user out of a team."""
 
-    role: Role | UnsetType = UNSET
+    role: StaffRole | UnsetType = UNSET
     area_code: AreaCode | UnsetType = UNSET
     display_name: Label | UnsetType | None = UNSET
     team_id: uuid.UUID | UnsetType | None = UNSET

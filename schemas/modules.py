@@ -23,6 +23,8 @@ Slug = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0
 LongText = Annotated[str, Meta(min_length=1, max_length=20000, pattern=NO_NUL)]
 ImageRef = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")]
 QuestionKind = Literal["single_choice", "multi_choice"]
+# Documented only: api/learning.py checks it (400 `duplicate`), msgspec has no such check.
+UNIQUE = {"uniqueItems": True}
 
 
 class LocalizedLong(Schema):
@@ -33,7 +35,9 @@ class LocalizedLong(Schema):
 
 
 class Competences(Schema):
-    components: Annotated[list[Component], Meta(min_length=1, max_length=6)]
+    components: Annotated[
+        list[Component], Meta(min_length=1, max_length=6, extra_json_schema=UNIQUE)
+    ]
     level: Level
 
 
@@ -69,7 +73,7 @@ class ModuleDefinition(Schema):
     correct answers. Learners never receive it; they get a :class:`Module`."""
 
     minutes: Annotated[int, Meta(ge=1, le=240)]
-    audience: Annotated[list[Audience], Meta(min_length=1, max_length=2)]
+    audience: Annotated[list[Audience], Meta(min_length=1, max_length=2, extra_json_schema=UNIQUE)]
     competences: Competences
     title: Localized
     summary: Localized

@@ -151,8 +151,9 @@ class NewTarget(Schema):
         Meta(
             ge=0,
             le=100,
-            description="For a `fraction` indicator, 0 to 1 (0.8 = 80 %; more is refused "
-            "with 400 `maximum`); for a `ratio` (accounts per adult), 0 to 100.",
+            description="0 to 100 for a `ratio` indicator (accounts per adult); a `fraction` "
+            "indicator's target is 0 to 1 (0.8 = 80 %), more is refused with 400 "
+            "`not_a_fraction` (the unit is the indicator's, see its card).",
         ),
     ]
 

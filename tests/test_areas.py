@@ -116,6 +116,7 @@ async def test_bad_cursor_and_limit_are_400(client: Client, accounts: Accounts) 
     response = await client.get("/api/v1/areas", params={"cursor": "bm90LWpzb24"}, headers=headers)
     assert response.status_code == 400
     assert response.json()["errors"][0]["field"] == "cursor"
+    assert response.json()["errors"][0]["code"] == "invalid_cursor"
     response = await client.get("/api/v1/areas", params={"limit": 0}, headers=headers)
     assert response.status_code == 400
     assert response.json()["errors"][0] == {

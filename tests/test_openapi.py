@@ -201,3 +201,31 @@ def test_finish_leaves_the_generated_document_alone() -> None:
     finished = finish(generated)
     assert repr(generated) == before
     assert finished["components"]["schemas"]["SurveyQuestionBase"]["required"] == ["key", "kind"]
+
+
+def test_constraints_inside_lists_and_maps_are_documented(doc: dict[str, Any]) -> None:
+    """What msgspec enforces on list items and map keys and values, the document says
+    (Litestar alone drops it: style.md pitfall 3b)."""
+    schemas = doc["components"]["schemas"]
+    slug = {"maxLength": 40, "minLength": 1, "pattern": "^[a-z0-9][a-z0-9_-]*$"}
+    key = {"maxLength": 40, "minLength": 1, "pattern": "^[a-z][a-z0-9_]*$"}
+    components = schemas["Competences"]["properties"]["components"]
+    assert components["items"] == {"maxLength": 3, "pattern": r"^[1-6]\.[1-9]$", "type": "string"}
+    assert components["uniqueItems"] is True  # from the Meta's extra_json_schema
+    answers = schemas["NewAttempt"]["properties"]["answers"]
+    assert (answers["minProperties"], answers["maxProperties"]) == (1, 50)
+    assert answers["propertyNames"] == slug
+    assert answers["additionalProperties"] == {
+        "type": "array", "items": {**slug, "type": "string"}, "maxItems": 10
+    }  # fmt: skip
+    filters = schemas["SurveyChoice"]["properties"]["filters"]["oneOf"][0]
+    assert filters["propertyNames"] == key
+    assert filters["additionalProperties"]["maxLength"] == 100
+    # A map whose values api/openapi.py types (answers) keeps its keys' constraints.
+    submitted = schemas["NewSubmission"]["properties"]["answers"]
+    assert submitted["propertyNames"] == key
+    assert submitted["additionalProperties"]["oneOf"][0] == {"$ref": f"{REF}AnswerValue"}
+    # An optional field's constraints stay where Litestar puts them, not repeated in the arm.
+    name = schemas["NewUser"]["properties"]["displayName"]
+    assert name["maxLength"] == 60
+    assert name["oneOf"][0] == {"type": "string"}

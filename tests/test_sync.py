@@ -604,3 +604,19 @@ async def test_push_limit(client: Client, team: dict[str, str]) -> None:
     response = await client.post("/api/v1/sync/push", json={"submissions": items}, headers=team)
     assert response.status_code == 400
     assert response.json()["errors"][0]["code"] == "max_items"
+
+
+def test_an_item_reads_whole_floats_as_integers_but_no_strings() -> None:
+    # 2.0 is an integer to JSON Schema (and so to the document); "2" is a text.
+    from msgspec import ValidationError
+
+    from api.ingest import decode_item
+    from schemas.modules import ProgressUpdate
+
+    item = {"lessons": ["intro"], "version": 2.0}
+    assert decode_item(item, ProgressUpdate).version == 2
+    assert type(decode_item(item, ProgressUpdate).version) is int
+    with pytest.raises(ValidationError):
+        decode_item({**item, "version": "2"}, ProgressUpdate)
+    with pytest.raises(ValidationError):
+        decode_item({**item, "version": 2.5}, ProgressUpdate)

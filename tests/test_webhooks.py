@@ -23,7 +23,7 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from api.config import Settings
 from api.events import webhooks as q
-from api.events.addresses import Pinned, Refused, pinned
+from api.events.addresses import Pinned, Refused, pinned, public_host
 from api.events.webhooks import insert_webhook
 from tests.conftest import HAC_THANH, THANH_HOA, Accounts, member, submission
 
@@ -454,3 +454,10 @@ async def test_old_events_every_webhook_has_are_pruned_with_their_log(
         return found == {events["hanoi_recent"]["id"]}  # younger than 30 days
 
     await wait_for(pruned, 10)
+
+
+async def test_hosts_that_cannot_be_read_are_not_public() -> None:
+    """A bracketed host that is no IPv6 address, or a label IDNA cannot encode: refused as
+    not public (a 400 at registration, never a 500)."""
+    for url in ("http://[zz]/hook", "http://a..b/hook", "http://xn--/hook", "http://" + "a" * 70):
+        assert not await public_host(url), url

@@ -26,7 +26,7 @@ async def resolve(host: str) -> list[Address]:
     """Every address ``host`` resolves to (an IP literal: itself); none when it does not."""
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+    except (OSError, ValueError):  # UnicodeError (a ValueError): a label IDNA cannot encode
         return []
     return sorted({ipaddress.ip_address(info[4][0]) for info in found}, key=str)
 
@@ -39,7 +39,7 @@ async def public_host(url: str) -> bool:
     """Whether every address the URL's host resolves to is a public one."""
     try:
         host = httpx.URL(url).host
-    except httpx.InvalidURL:
+    except (httpx.InvalidURL, ValueError):  # e.g. a bracketed host that is no IPv6 address
         return False
     return bool(host) and public(await resolve(host))
 

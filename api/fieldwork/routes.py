@@ -352,7 +352,7 @@ class TeamWorkRoutes(Controller):
         team = await _team(conn, request.user, team_id, members_too=False)
         today = datetime.now(VIETNAM).date()
         if period is not None and period > f"{today.year:04d}-{today.month:02d}":
-            raise invalid("period", "maximum", N_("This period has not started yet."))
+            raise invalid("period", "future_period", N_("This period has not started yet."))
         return await work.team_progress(conn, team_id, team.ward_id, period, today)
 
 

@@ -128,8 +128,10 @@ async def place(
     """Check that ``caller`` may give this role, area and team; return (area, province, team)."""
     if caller.role != "admin" and RANK[role] >= RANK[caller.role]:
         raise RoleTooHigh()
-    if role == "resident":
-        raise invalid("role", "choice", N_("Residents join with an invite from their team."))
+    if role == "resident":  # a resident's own account, moved (none is given the role here)
+        raise invalid(
+            "role", "resident_by_invite", N_("Residents join with an invite from their team.")
+        )
     if role == "admin":
         if area_code is not None:
             raise invalid("areaCode", "not_allowed", N_("Admins are not tied to an area."))

@@ -10,7 +10,7 @@ Province and national cards stay live; forecasts too. The route is
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -19,7 +19,7 @@ from babel.dates import format_date
 from litestar import Request, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, Parameter
 from litestar.security.jwt import Token
 
 from api.auth import Principal, requires_role
@@ -31,10 +31,11 @@ from api.routes.auth import client_addr
 from api.stats import counters as q
 from api.stats.catalog import TIME_ZONE
 from api.stats.cells import EMPTY, Cell, add
-from api.stats.periods import Period, parse_period, today
+from api.stats.periods import MONTH_PATTERN, Period, parse_period, today
 from schemas.stats import ClosedPeriod
 
 VIETNAM = ZoneInfo(TIME_ZONE)
+Month = Annotated[str, Parameter(pattern=MONTH_PATTERN, description="A month, YYYY-MM.")]
 CLOSED_TEXT = N_("Closed on %(date)s by %(name)s")
 SOMEONE = N_("a ward official")
 
@@ -88,7 +89,7 @@ async def close_period(
     state: State,
     conn: NamedDependency[asyncpg.Connection],
     code: FromPath[AreaCode],
-    period: FromPath[str],
+    period: FromPath[Month],
 ) -> ClosedPeriod:
     """Close a month of the caller's ward (``YYYY-MM``, once it is over); audited. From
     then on the ward's cards for that month show the figures as of now and say who closed
@@ -101,12 +102,11 @@ async def close_period(
     assert place.id is not None
     assert place.province_id is not None
     now = today()
-    if len(period) != 7:
-        raise invalid("period", "format", N_("Give a month, YYYY-MM."))
     parsed: Period = parse_period(period, now)
     assert parsed.end is not None
     if parsed.end >= date(now.year, now.month, 1):
-        raise invalid("period", "maximum", N_("Only a month that is over can be closed."))
+        # A rule of the day (the document cannot say which months are over).
+        raise invalid("period", "period_not_over", N_("Only a month that is over can be closed."))
     language = negotiate(request.headers.get("accept-language"))
     async with conn.transaction():
         deltas = await q.monthly_deltas(conn, [place.id], parsed.end)

@@ -21,6 +21,12 @@ BAD_PERIOD = N_("Use current, a month (2025-07), a quarter (2025-Q3) or a year (
 EARLY_PERIOD = N_("Statistics start in January 2020.")
 FUTURE_PERIOD = N_("This period has not started yet.")
 
+# What the document promises for a period: the forms parse_period reads, from 2020 (when
+# statistics start) to 2099; a period that has not started yet is a 400 `future_period`.
+YEAR = r"20[2-9][0-9]"
+PERIOD_PATTERN = rf"^(current|{YEAR}(-(0[1-9]|1[0-2])|-Q[1-4])?)$"
+MONTH_PATTERN = rf"^{YEAR}-(0[1-9]|1[0-2])$"
+
 
 def today() -> date:
     return datetime.now(ZoneInfo(TIME_ZONE)).date()
@@ -60,7 +66,8 @@ def parse_period(text: str, now: date) -> Period:
     if date(year, last, 1) < FIRST_MONTH:
         raise invalid("period", "minimum", EARLY_PERIOD)
     if date(year, first, 1) > month_start(now):
-        raise invalid("period", "maximum", FUTURE_PERIOD)
+        # A rule of the day, not of the form (the documented pattern allows up to 2099).
+        raise invalid("period", "future_period", FUTURE_PERIOD)
     return Period(text, date(year, last, 1), year)
 
 

@@ -41,7 +41,7 @@ from api.stats.exports import (
     export_rows,
     xlsx_stream,
 )
-from api.stats.periods import Grain, Period, parse_period, today
+from api.stats.periods import PERIOD_PATTERN, Grain, Period, parse_period, today
 from api.stats.places import Place, Places, may_read, sees_exact
 from schemas.base import Page
 from schemas.stats import Card, ChildRow, Indicator, NewTarget, Series, Target
@@ -51,8 +51,7 @@ PeriodText = Annotated[
     str,
     Parameter(
         max_length=10,
-        # Exactly the forms parse_period reads (before 2020 or in the future: 400 all the same).
-        pattern=r"^(current|[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?)$",
+        pattern=PERIOD_PATTERN,
         description="`current`, a month `2025-07`, a quarter `2025-Q3` or a year `2025`.",
     ),
 ]
@@ -462,8 +461,11 @@ async def set_target(
     catalog = await state.indicators.get(conn)
     chosen = _indicator(catalog, indicator)
     if chosen.unit == "fraction" and data.value > 1:
+        # A rule of the indicator, not of the form: the schema's range is the ratios' 0–100.
         raise invalid(
-            "value", "maximum", N_("A percent target is a fraction between 0 and 1 (0.8 = 80 %).")
+            "value",
+            "not_a_fraction",
+            N_("A percent target is a fraction between 0 and 1 (0.8 = 80 %)."),
         )
     async with conn.transaction():
         previous = await q.set_target(
