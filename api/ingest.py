@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -99,11 +99,18 @@ def content_hash(submission: NewSubmission) -> bytes:
     return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
-def raw_item_id(raw: Any, key: str = "id") -> uuid.UUID | None:
-    """The id of a pushed item that failed to decode, if it has a readable one."""
+# Every item, pushed or single, is decoded once from its JSON text, strictly ("1" is not a
+# version number), by the same decoder.
+_SUBMISSION = msgspec.json.Decoder(NewSubmission)
+
+
+def raw_item_id(raw: msgspec.Raw, key: str = "id") -> uuid.UUID | None:
+    """The id of a pushed item that failed to decode, if it has a readable one (decoded again
+    as any JSON: only items that are refused pay for it)."""
     try:
-        return uuid.UUID(str(raw.get(key))) if isinstance(raw, dict) else None
-    except ValueError:
+        found = msgspec.json.decode(raw)
+        return uuid.UUID(str(found.get(key))) if isinstance(found, dict) else None
+    except (ValueError, msgspec.DecodeError):
         return None
 
 
@@ -158,13 +165,14 @@ async def ingest(
     cache: SurveyCache,
     catalog: Catalog,
     principal: Principal,
-    raw_items: list[Any],
+    raw_items: Sequence[msgspec.Raw | NewSubmission],
     language: str,
     *,
     events: bool = True,
 ) -> list[ItemResult]:
-    """One result per item, in order. Accepted items are committed when this returns, with
-    their ``submission.accepted`` events in the outbox (unless ``events`` is off)."""
+    """One result per item (its JSON text, or a submission already decoded), in order.
+    Accepted items are committed when this returns, with their ``submission.accepted``
+    events in the outbox (unless ``events`` is off)."""
     results: list[ItemResult | None] = [None] * len(raw_items)
 
     def reject(index: int, item_id: uuid.UUID | None, errors: list[FieldError]) -> None:
@@ -174,11 +182,11 @@ async def ingest(
 
     parsed: list[tuple[int, NewSubmission]] = []
     for index, raw in enumerate(raw_items):
-        if isinstance(raw, NewSubmission):  # already decoded by the single-item endpoint
+        if isinstance(raw, NewSubmission):  # demo data, made in Python
             parsed.append((index, raw))
             continue
         try:
-            parsed.append((index, msgspec.convert(raw, NewSubmission)))
+            parsed.append((index, _SUBMISSION.decode(raw)))
         except msgspec.ValidationError as exc:
             reject(index, raw_item_id(raw), [field_error(str(exc))])
 

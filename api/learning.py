@@ -22,7 +22,6 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -504,14 +503,14 @@ async def push_progress(
     conn: asyncpg.Connection,
     cache: ModuleCache,
     principal: Principal,
-    raw_items: list[Any],
+    raw_items: list[msgspec.Raw],
     language: str,
 ) -> list[ItemResult]:
     """One result per progress item: accepted (something new), duplicate, or rejected."""
     results = []
     for raw in raw_items:
         try:
-            item = msgspec.convert(raw, PushProgress)
+            item = msgspec.json.decode(raw, type=PushProgress)
         except msgspec.ValidationError as exc:
             errors = [field_error(str(exc))]
             results.append(_result(raw_item_id(raw), "rejected", language, errors))
@@ -534,14 +533,14 @@ async def push_attempts(
     conn: asyncpg.Connection,
     cache: ModuleCache,
     principal: Principal,
-    raw_items: list[Any],
+    raw_items: list[msgspec.Raw],
     language: str,
 ) -> list[ItemResult]:
     """One result per attempt, with its score: accepted, duplicate, conflict or rejected."""
     results = []
     for raw in raw_items:
         try:
-            item = msgspec.convert(raw, PushAttempt)
+            item = msgspec.json.decode(raw, type=PushAttempt)
         except msgspec.ValidationError as exc:
             errors = [field_error(str(exc))]
             results.append(_result(raw_item_id(raw, "attemptId"), "rejected", language, errors))

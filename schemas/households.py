@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import Meta
 
 from schemas.base import NO_NUL, Label, Page, Password, Phone, Schema
@@ -76,11 +77,20 @@ class SyncPush(Schema):
     lesson progress (PushProgress) and quiz attempts (PushAttempt). Results come in that
     order: every submission, then every progress item, then every attempt."""
 
-    # Items are decoded one by one (api/ingest.py), so that an item that is not even an
-    # object gets its own ``rejected`` result and never fails the others.
+    # Decoded as PushItems: each item on its own (api/ingest.py).
     submissions: Annotated[list[Any], Meta(max_length=PUSH_LIMIT)] = []
     progress: Annotated[list[Any], Meta(max_length=PUSH_LIMIT)] = []
     attempts: Annotated[list[Any], Meta(max_length=PUSH_LIMIT)] = []
+
+
+class PushItems(Schema):
+    """A push as it is decoded (SyncPush is what the document shows): each item is kept as its
+    JSON text and decoded once, on its own, into its type (api/ingest.py), so an item that is
+    not even an object gets its own ``rejected`` result and never fails the others."""
+
+    submissions: Annotated[list[msgspec.Raw], Meta(max_length=PUSH_LIMIT)] = []
+    progress: Annotated[list[msgspec.Raw], Meta(max_length=PUSH_LIMIT)] = []
+    attempts: Annotated[list[msgspec.Raw], Meta(max_length=PUSH_LIMIT)] = []
 
 
 class PushResults(Schema):
