@@ -13,11 +13,11 @@ import operator
 import re
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from api.errors import FieldError
 from api.i18n import N_
-from schemas.households import MemberAnswers, NewSubmission
+from schemas.households import MemberAnswersAsSent, SubmissionAsSent
 from schemas.surveys import (
     BooleanQuestion,
     CalculateQuestion,
@@ -483,7 +483,7 @@ def _calculated(expected: float | None, value: Any, field: str, errors: list[Fie
         errors.append(FieldError(field, "calculation", CALCULATION, {"expected": shown}))
 
 
-Validator = Callable[[NewSubmission], list[FieldError]]
+Validator = Callable[[SubmissionAsSent], list[FieldError]]
 
 
 def _compile(definition: SurveyDefinition) -> Validator:
@@ -492,7 +492,7 @@ def _compile(definition: SurveyDefinition) -> Validator:
     roster = definition.roster
     if roster is None:
 
-        def without_roster(submission: NewSubmission) -> list[FieldError]:
+        def without_roster(submission: SubmissionAsSent) -> list[FieldError]:
             errors: list[FieldError] = []
             household(submission.answers, "answers", submission.collected_at.year, errors, None)
             if submission.members:
@@ -512,12 +512,12 @@ def _compile(definition: SurveyDefinition) -> Validator:
     member_level = _compile_level(roster.questions, age_key)
     fewest, most, count_from = roster.min_count, roster.max_count, roster.count_from
 
-    def with_roster(submission: NewSubmission) -> list[FieldError]:
+    def with_roster(submission: SubmissionAsSent) -> list[FieldError]:
         errors: list[FieldError] = []
         year = submission.collected_at.year
         answers = submission.answers
         household(answers, "answers", year, errors, None)
-        members: list[MemberAnswers] = submission.members
+        members: list[MemberAnswersAsSent] = submission.members
         if len({member.member_id for member in members}) != len(members):
             errors.append(FieldError("members", "duplicate_member", DUPLICATE_MEMBER))
         if len(members) < fewest:
@@ -542,23 +542,34 @@ def _compile(definition: SurveyDefinition) -> Validator:
     return with_roster
 
 
+class Rules(NamedTuple):
+    """A survey version's rules, compiled."""
+
+    check: Validator  # every problem of a submission (empty when it is valid)
+    keys: frozenset[str]  # its questions' keys, household's and members'
+
+
 # Published versions never change: each is compiled once (kept with its definition, so the
 # id stays unique while the entry lives).
-_compiled: dict[int, tuple[SurveyDefinition, Validator]] = {}
+_compiled: dict[int, tuple[SurveyDefinition, Rules]] = {}
 
 
-def validator(definition: SurveyDefinition) -> Validator:
+def rules(definition: SurveyDefinition) -> Rules:
     """The compiled rules of ``definition`` (compiled on first use, then kept)."""
     found = _compiled.get(id(definition))
     if found is None or found[0] is not definition:
-        found = (definition, _compile(definition))
+        questions = definition.questions + (
+            definition.roster.questions if definition.roster else []
+        )
+        compiled = Rules(_compile(definition), frozenset(question.key for question in questions))
+        found = (definition, compiled)
         _compiled[id(definition)] = found
     return found[1]
 
 
-def validate(definition: SurveyDefinition, submission: NewSubmission) -> list[FieldError]:
+def validate(definition: SurveyDefinition, submission: SubmissionAsSent) -> list[FieldError]:
     """Every problem of ``submission`` against ``definition`` (empty when it is valid)."""
-    return validator(definition)(submission)
+    return rules(definition).check(submission)
 
 
 DUPLICATE_KEY = N_("Another question already uses this key.")

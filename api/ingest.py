@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import msgspec
 
-from api.answers import validate
+from api.answers import rules, validate
 from api.auth import Principal
 from api.db import set_local_limits
 from api.errors import DATABASE_UNAVAILABLE, FieldError, field_error, translate_errors
@@ -33,7 +33,7 @@ from api.queries import submissions as q
 from api.queries.surveys import VersionRecord, get_versions
 from api.stats import counters as stats
 from api.stats.catalog import Catalog
-from schemas.households import ItemResult, ItemStatus, NewSubmission
+from schemas.households import ItemResult, ItemStatus, NewSubmission, SubmissionAsSent
 
 log = logging.getLogger("congdongso.ingest")
 
@@ -75,7 +75,7 @@ class SurveyCache:
 @dataclass
 class Candidate:
     index: int
-    submission: NewSubmission
+    submission: SubmissionAsSent
     content_hash: bytes
     household_state: bool  # else a campaign survey with its own chain per household
 
@@ -89,7 +89,7 @@ class _Raced(Exception):
     """A concurrent batch stored one of our ids between our check and our insert."""
 
 
-def content_hash(submission: NewSubmission) -> bytes:
+def content_hash(submission: SubmissionAsSent) -> bytes:
     """The same content however it is spelled: sorted keys, the collection time in UTC."""
     if submission.collected_at.tzinfo is not None:
         submission = msgspec.structs.replace(
@@ -100,8 +100,30 @@ def content_hash(submission: NewSubmission) -> bytes:
 
 
 # Every item, pushed or single, is decoded once from its JSON text, strictly ("1" is not a
-# version number), by the same decoder.
-_SUBMISSION = msgspec.json.Decoder(NewSubmission)
+# version number), by the same decoder: as sent, with the answers' keys checked against the
+# survey version's (schemas/households.py says why). An item that fails, or has another key,
+# is decoded again as a NewSubmission, whose first error is the one reported.
+_AS_SENT = msgspec.json.Decoder(SubmissionAsSent)
+_STRICT = msgspec.json.Decoder(NewSubmission)
+
+
+def _decode_error(raw: msgspec.Raw) -> FieldError | None:
+    """The error decoding ``raw`` as a NewSubmission, as the client is told it (None if none)."""
+    try:
+        _STRICT.decode(raw)
+    except msgspec.ValidationError as exc:
+        return field_error(str(exc))
+    return None
+
+
+def _keys_known(submission: SubmissionAsSent, version: VersionRecord | None) -> bool:
+    """Are all answered keys questions of the version (so valid keys, without a regex)?"""
+    if version is None:
+        return False
+    keys = rules(version.definition).keys
+    return keys.issuperset(submission.answers) and all(
+        keys.issuperset(member.answers) for member in submission.members
+    )
 
 
 def raw_item_id(raw: msgspec.Raw, key: str = "id") -> uuid.UUID | None:
@@ -125,7 +147,7 @@ def survey_visible(principal: Principal, survey: q.SurveyState) -> bool:
 
 def _precheck(
     principal: Principal,
-    submission: NewSubmission,
+    submission: SubmissionAsSent,
     version: VersionRecord | None,
     survey: q.SurveyState | None,
     now: datetime,
@@ -165,12 +187,12 @@ async def ingest(
     cache: SurveyCache,
     catalog: Catalog,
     principal: Principal,
-    raw_items: Sequence[msgspec.Raw | NewSubmission],
+    raw_items: Sequence[msgspec.Raw],
     language: str,
     *,
     events: bool = True,
 ) -> list[ItemResult]:
-    """One result per item (its JSON text, or a submission already decoded), in order.
+    """One result per item (its JSON text), in order.
     Accepted items are committed when this returns, with their ``submission.accepted``
     events in the outbox (unless ``events`` is off)."""
     results: list[ItemResult | None] = [None] * len(raw_items)
@@ -180,29 +202,26 @@ async def ingest(
             id=item_id, status="rejected", errors=translate_errors(language, errors)
         )
 
-    parsed: list[tuple[int, NewSubmission]] = []
+    parsed: list[tuple[int, SubmissionAsSent, msgspec.Raw]] = []
     for index, raw in enumerate(raw_items):
-        if isinstance(raw, NewSubmission):  # demo data, made in Python
-            parsed.append((index, raw))
-            continue
         try:
-            parsed.append((index, _SUBMISSION.decode(raw)))
+            parsed.append((index, _AS_SENT.decode(raw), raw))
         except msgspec.ValidationError as exc:
-            reject(index, raw_item_id(raw), [field_error(str(exc))])
+            reject(index, raw_item_id(raw), [_decode_error(raw) or field_error(str(exc))])
 
-    versions = await cache.get(conn, {(s.survey_id, s.survey_version) for _, s in parsed})
+    versions = await cache.get(conn, {(s.survey_id, s.survey_version) for _, s, _ in parsed})
     # Read each batch: a survey can be closed at any time (versions never change).
-    surveys = await q.survey_states(conn, list({s.survey_id for _, s in parsed})) if parsed else {}
+    surveys = (
+        await q.survey_states(conn, list({s.survey_id for _, s, _ in parsed})) if parsed else {}
+    )
     now = datetime.now(UTC)
     candidates: list[Candidate] = []
-    for index, submission in parsed:
-        errors = _precheck(
-            principal,
-            submission,
-            versions.get((submission.survey_id, submission.survey_version)),
-            surveys.get(submission.survey_id),
-            now,
-        )
+    for index, submission, raw in parsed:
+        version = versions.get((submission.survey_id, submission.survey_version))
+        if not _keys_known(submission, version) and (error := _decode_error(raw)):
+            reject(index, raw_item_id(raw), [error])
+            continue
+        errors = _precheck(principal, submission, version, surveys.get(submission.survey_id), now)
         if errors:
             reject(index, submission.id, errors)
         else:

@@ -45,6 +45,30 @@ class NewSubmission(Schema):
     supersedes: uuid.UUID | None = None
 
 
+# What ingest decodes first (api/ingest.py): a NewSubmission whose answers' keys are not yet
+# checked. Checking the Key pattern is a regular expression per key, four fifths of a typed
+# decode's time; ingest compares the keys with the survey version's instead (a set lookup)
+# and decodes an item with any other key again as a NewSubmission, whose error it reports.
+SentAnswers = Annotated[dict[str, Any], Meta(max_length=200)]
+
+
+class MemberAnswersAsSent(Schema):
+    member_id: uuid.UUID
+    answers: SentAnswers
+
+
+class SubmissionAsSent(Schema):
+    id: uuid.UUID
+    survey_id: uuid.UUID
+    survey_version: Annotated[int, Meta(ge=1, le=1_000_000)]
+    household_id: uuid.UUID
+    collected_at: datetime
+    consent: Consent
+    answers: SentAnswers
+    members: Annotated[list[MemberAnswersAsSent], Meta(max_length=100)] = []
+    supersedes: uuid.UUID | None = None
+
+
 class Submission(Schema):
     id: uuid.UUID
     survey_id: uuid.UUID
