@@ -192,9 +192,9 @@ async def ingest(
     *,
     events: bool = True,
 ) -> list[ItemResult]:
-    """One result per item (its JSON text), in order.
-    Accepted items are committed when this returns, with their ``submission.accepted``
-    events in the outbox (unless ``events`` is off)."""
+    """One result per item (each its JSON text), in order. Accepted items are committed when
+    this returns, with their ``submission.accepted`` events in the outbox (unless ``events``
+    is off)."""
     results: list[ItemResult | None] = [None] * len(raw_items)
 
     def reject(index: int, item_id: uuid.UUID | None, errors: list[FieldError]) -> None:

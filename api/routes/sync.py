@@ -12,15 +12,11 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.dto import AbstractDTO, DTOFieldDefinition
-from litestar.dto._backend import DTOBackend
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Reference, Schema
 from litestar.params import Body, FromPath, FromQuery, JSONBody, Parameter
 from litestar.security.jwt import Token
 from litestar.typing import FieldDefinition
-
-if TYPE_CHECKING:
-    from litestar._openapi.schema_generation import SchemaCreator
 
 from api.auth import Principal, Role, requires_role
 from api.errors import (
@@ -53,6 +49,10 @@ from schemas.households import (
     SyncPull,
     SyncPush,
 )
+
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.dto._backend import DTOBackend
 
 T = TypeVar("T")
 COLLECTORS: tuple[Role, ...] = ("team_member", "ward_official", "resident")
