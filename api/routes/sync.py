@@ -222,8 +222,15 @@ class _Undecoded(AbstractDTO[T]):
 _PUSH = msgspec.json.Decoder(PushItems)
 
 
+def _utf8(value: bytes) -> None:
+    """JSON is UTF-8 whatever the label says (UnicodeDecodeError: a 400 malformed_json). The
+    items' texts are only skipped until ingest decodes them, so they are checked here."""
+    value.decode()
+
+
 class PushBody(_Undecoded[SyncPush]):
     def decode_bytes(self, value: bytes) -> PushItems:
+        _utf8(value)
         try:
             return _PUSH.decode(value)
         except msgspec.ValidationError as exc:  # the envelope (a list too long, not a list)
@@ -232,7 +239,18 @@ class PushBody(_Undecoded[SyncPush]):
 
 class SubmissionBody(_Undecoded[NewSubmission]):
     def decode_bytes(self, value: bytes) -> msgspec.Raw:
-        return msgspec.Raw(value)
+        _utf8(value)
+        return msgspec.json.decode(value, type=msgspec.Raw)  # well-formed JSON, kept as text
+
+
+def _lenient_error(raw: msgspec.Raw) -> FieldError | None:
+    """What a body that is not even a NewSubmission read leniently ("1" as 1) is told, as
+    before ingest decoded it: its first error read that way. Only a refused item pays."""
+    try:
+        msgspec.convert(msgspec.json.decode(raw), NewSubmission, strict=False)
+    except msgspec.ValidationError as exc:
+        return field_error(str(exc))
+    return None
 
 
 PUSH_BODY = Body(
@@ -338,6 +356,8 @@ async def create_submission(
     (result,) = await ingest(
         conn, state.surveys, catalog, request.user, [data], language, events=state.settings.outbox
     )
+    if result.status == "rejected" and (error := _lenient_error(data)):
+        raise ValidationFailed([error])
     if result.status == "accepted":
         return Response(result, status_code=201)
     if result.status == "duplicate":
