@@ -9,14 +9,15 @@ member roster. Every problem becomes a FieldError with a path such as
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from api.errors import FieldError
 from api.i18n import N_
-from schemas.households import MemberAnswers, NewSubmission
+from schemas.households import MemberAnswersAsSent, SubmissionAsSent
 from schemas.surveys import (
     BooleanQuestion,
     CalculateQuestion,
@@ -74,71 +75,137 @@ _EXPECTED = {
 }
 
 
-def _holds(condition: Condition, answers: dict[str, Any], age: int | None) -> bool:
+# Compiled rules. A published version never changes, so its skip logic, formulas and
+# checks are turned once into closures (``_compile``) and each submission only runs them: no
+# per-item dispatch on question kinds or condition operators.
+Scope = dict[str, Any]
+Predicate = Callable[[Scope, int | None], bool]  # (answers in scope, member's age) → holds?
+Calculation = Callable[[Scope], float | None]
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
+
+
+def _never(scope: Scope, age: int | None) -> bool:
+    return False
+
+
+def _predicate(condition: Condition) -> Predicate:
+    """``condition`` as a function of the answers in scope and the member's age."""
     op, expected = condition.op, condition.value
-    if op == "all":
-        return all(_holds(part, answers, age) for part in condition.of or ())
-    if op == "any":
-        return any(_holds(part, answers, age) for part in condition.of or ())
-    if op == "not":
-        return not all(_holds(part, answers, age) for part in condition.of or ())
-    value = age if condition.key == AGE else answers.get(condition.key or "")
+    if op in ("all", "any", "not"):
+        parts = tuple(_predicate(part) for part in condition.of or ())
+        if op == "all":
+            return lambda scope, age: all(part(scope, age) for part in parts)
+        if op == "any":
+            return lambda scope, age: any(part(scope, age) for part in parts)
+        return lambda scope, age: not all(part(scope, age) for part in parts)
+    key = condition.key or ""
+    if key == AGE:
+
+        def value_of(scope: Scope, age: int | None) -> Any:
+            return age
+
+    else:
+
+        def value_of(scope: Scope, age: int | None) -> Any:
+            return scope.get(key)
+
     if op == "answered":
-        return value is not None
+        return lambda scope, age: value_of(scope, age) is not None
     if op == "not_answered":
-        return value is None
-    if value is None:
-        return False  # an unanswered question satisfies no comparison
+        return lambda scope, age: value_of(scope, age) is None
     if op in ("in", "not_in"):
         options = expected if isinstance(expected, list) else [expected]
-        chosen = value if isinstance(value, list) else [value]
-        found = any(item in options for item in chosen)
-        return found if op == "in" else not found
+        wanted = op == "in"
+
+        def among(scope: Scope, age: int | None) -> bool:
+            value = value_of(scope, age)
+            if value is None:
+                return False  # an unanswered question satisfies no comparison
+            chosen = value if isinstance(value, list) else [value]
+            return any(item in options for item in chosen) is wanted
+
+        return among
     if op == "eq":
-        return bool(value == expected)
+
+        def equal(scope: Scope, age: int | None) -> bool:
+            value = value_of(scope, age)
+            return value is not None and bool(value == expected)
+
+        return equal
     if op == "ne":
-        return bool(value != expected)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return False
+
+        def differs(scope: Scope, age: int | None) -> bool:
+            value = value_of(scope, age)
+            return value is not None and bool(value != expected)
+
+        return differs
     if isinstance(expected, bool) or not isinstance(expected, int | float):
-        return False
-    return {
-        "gt": value > expected,
-        "ge": value >= expected,
-        "lt": value < expected,
-        "le": value <= expected,
-    }[op]
+        return _never  # an order with something that is not a number never holds
+    order = _COMPARE[op]
+
+    def ordered(scope: Scope, age: int | None) -> bool:
+        value = value_of(scope, age)
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return order(value, expected)
+
+    return ordered
+
+
+def _calculation(formula: Formula) -> Calculation:
+    """``formula`` as a function of the answers in scope (see :func:`evaluate`)."""
+    if formula.key is not None:
+        key = formula.key
+
+        def answer(scope: Scope) -> float | None:
+            value = scope.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return None
+            return float(value)
+
+        return answer
+    if formula.op is None:
+        constant = formula.value
+        return lambda scope: constant
+    args = tuple(_calculation(arg) for arg in formula.args or ())
+    op = formula.op
+
+    def operation(scope: Scope) -> float | None:
+        numbers = [arg(scope) for arg in args]
+        if not numbers or None in numbers:
+            return None
+        first = numbers[0]
+        assert first is not None
+        result = -first if op == "neg" else first
+        for number in numbers[1:]:
+            assert number is not None
+            if op == "add":
+                result += number
+            elif op == "sub":
+                result -= number
+            elif op == "mul":
+                result *= number
+            elif number == 0:
+                return None
+            elif op == "div":
+                result /= number
+            else:  # XPath mod keeps the dividend's sign, as math.fmod does
+                result = math.fmod(result, number)
+        return result if math.isfinite(result) else None
+
+    return operation
 
 
 def evaluate(formula: Formula, answers: dict[str, Any]) -> float | None:
     """The formula's value, or None when an answer it uses is empty or not a number (or it
     divides by zero)."""
-    if formula.key is not None:
-        value = answers.get(formula.key)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        return float(value)
-    if formula.op is None:
-        return formula.value
-    args = [evaluate(arg, answers) for arg in formula.args or ()]
-    if not args or any(arg is None for arg in args):
-        return None
-    numbers = [arg for arg in args if arg is not None]
-    result = -numbers[0] if formula.op == "neg" else numbers[0]
-    for number in numbers[1:]:
-        if formula.op == "add":
-            result += number
-        elif formula.op == "sub":
-            result -= number
-        elif formula.op == "mul":
-            result *= number
-        elif number == 0:
-            return None
-        elif formula.op == "div":
-            result /= number
-        else:  # XPath mod keeps the dividend's sign, as math.fmod does
-            result = math.fmod(result, number)
-    return result if math.isfinite(result) else None
+    return _calculation(formula)(answers)
 
 
 def _is_int(value: Any) -> bool:
@@ -268,113 +335,141 @@ def _checker(question: SurveyQuestion) -> Checker:
     return lambda value, year: None  # a note: answers to it are refused before this
 
 
-def _filtered_out(
-    question: SingleChoiceQuestion | MultiChoiceQuestion, value: Any, scope: dict[str, Any]
-) -> bool:
-    """Is a chosen value outside the options the earlier answer leaves (cascading select)?"""
+ChoiceCheck = Callable[[Any, Scope], bool]  # (chosen value, answers in scope) → filtered out?
+
+
+def _choice_filter(question: SingleChoiceQuestion | MultiChoiceQuestion) -> ChoiceCheck | None:
+    """Is a chosen value outside the options the earlier answer leaves (cascading select)?
+    The options are grouped by their filter value once."""
     found = question.choice_filter
-    assert found is not None
-    wanted = scope.get(found.key)
-    allowed = {
-        choice.value
-        for choice in question.choices
-        if wanted is not None and (choice.filters or {}).get(found.column) == str(wanted)
-    }
-    chosen = value if isinstance(value, list) else [value]
-    return any(item not in allowed for item in chosen)
+    if found is None:
+        return None
+    by_filter: dict[str, set[str]] = {}
+    for choice in question.choices:
+        wanted = (choice.filters or {}).get(found.column)
+        if wanted is not None:
+            by_filter.setdefault(wanted, set()).add(choice.value)
+    nothing = frozenset[str]()
+
+    def filtered_out(value: Any, scope: Scope) -> bool:
+        wanted = scope.get(found.key)
+        allowed = nothing if wanted is None else by_filter.get(str(wanted), nothing)
+        chosen = value if isinstance(value, list) else [value]
+        return any(item not in allowed for item in chosen)
+
+    return filtered_out
 
 
-class _Level:
-    """One level's questions (the household's, or a member's), prepared for checking."""
-
-    def __init__(self, questions: list[SurveyQuestion]) -> None:
-        self.known = frozenset(question.key for question in questions)
-        self.questions = [
-            (question, question.key, question.relevant, _checker(question))
-            for question in questions
-        ]
-        # Questions that read other answers: conditions, choice filters and calculations.
-        self.conditional = any(
-            question.relevant is not None
-            or isinstance(question, CalculateQuestion)
-            or getattr(question, "choice_filter", None) is not None
-            for question in questions
-        )
+# One question's check: (answers, scope, year, errors, path, age) → the age after it (a
+# member's age is known once their birth year is checked).
+Step = Callable[[Scope, Scope, int, list[FieldError], str, int | None], int | None]
 
 
-# Published versions never change: each is prepared once (kept with its definition, so the
-# id stays unique while the entry lives).
-_prepared: dict[int, tuple[SurveyDefinition, _Level, _Level | None]] = {}
+def _step(question: SurveyQuestion, age_key: str | None) -> Step:
+    """The check of one question, with everything that does not depend on the answers
+    decided here: its kind, whether it has a condition, a filter, a formula."""
+    key = question.key
+    relevant = _predicate(question.relevant) if question.relevant is not None else None
 
+    if isinstance(question, NoteQuestion):
 
-def _prepare(definition: SurveyDefinition) -> tuple[_Level, _Level | None]:
-    found = _prepared.get(id(definition))
-    if found is None or found[0] is not definition:
-        roster = definition.roster
-        found = (
-            definition,
-            _Level(definition.questions),
-            _Level(roster.questions) if roster is not None else None,
-        )
-        _prepared[id(definition)] = found
-    return found[1], found[2]
+        def note(
+            answers: Scope, scope: Scope, year: int, errors: list[FieldError], path: str,
+            age: int | None,
+        ) -> int | None:  # fmt: skip
+            value = answers.get(key)
+            if relevant is not None and not relevant(scope, age):
+                if value is not None:
+                    errors.append(FieldError(f"{path}.{key}", "not_relevant", NOT_RELEVANT))
+            elif value is not None:
+                errors.append(FieldError(f"{path}.{key}", "not_relevant", NO_ANSWER))
+            return age
 
+        return note
+    if isinstance(question, CalculateQuestion):
+        calculate = _calculation(question.formula)
 
-def _level(
-    level: _Level,
-    answers: dict[str, Any],
-    path: str,
-    year: int,
-    errors: list[FieldError],
-    outer: dict[str, Any] | None = None,
-    age_key: str | None = None,
-) -> None:
-    """Check one level (the household, or one member) in question order."""
-    for key in answers:
-        if key not in level.known:
-            errors.append(FieldError(f"{path}.{key}", "unknown_question", UNKNOWN))
-    # Conditions see this level's answers first, then the household's (for members).
-    scope = {**(outer or {}), **answers} if level.conditional else answers
-    age: int | None = None
-    for question, key, relevant, check in level.questions:
+        def calculated(
+            answers: Scope, scope: Scope, year: int, errors: list[FieldError], path: str,
+            age: int | None,
+        ) -> int | None:  # fmt: skip
+            value = answers.get(key)
+            if relevant is not None and not relevant(scope, age):
+                if value is not None:
+                    errors.append(FieldError(f"{path}.{key}", "not_relevant", NOT_RELEVANT))
+                return age
+            _calculated(calculate(scope), value, f"{path}.{key}", errors)
+            return age
+
+        return calculated
+    check = _checker(question)
+    required = question.required
+    filtered_out = (
+        _choice_filter(question)
+        if isinstance(question, SingleChoiceQuestion | MultiChoiceQuestion)
+        else None
+    )
+    gives_age = key == age_key
+
+    def answer(
+        answers: Scope, scope: Scope, year: int, errors: list[FieldError], path: str,
+        age: int | None,
+    ) -> int | None:  # fmt: skip
         value = answers.get(key)
-        if relevant is not None and not _holds(relevant, scope, age):
+        if relevant is not None and not relevant(scope, age):
             if value is not None:
                 errors.append(FieldError(f"{path}.{key}", "not_relevant", NOT_RELEVANT))
-            continue
-        if isinstance(question, NoteQuestion):
-            if value is not None:
-                errors.append(FieldError(f"{path}.{key}", "not_relevant", NO_ANSWER))
-            continue
-        if isinstance(question, CalculateQuestion):
-            _calculated(question, value, scope, f"{path}.{key}", errors)
-            continue
+            return age
         if value is None:
-            if question.required:
+            if required:
                 errors.append(FieldError(f"{path}.{key}", "required", REQUIRED))
-            continue
+            return age
         problem = check(value, year)
         if problem is not None:
             code, message, params = problem
             errors.append(FieldError(f"{path}.{key}", code, message, params or None))
-        elif (
-            isinstance(question, SingleChoiceQuestion | MultiChoiceQuestion)
-            and question.choice_filter is not None
-            and _filtered_out(question, value, scope)
-        ):
+        elif filtered_out is not None and filtered_out(value, scope):
             errors.append(FieldError(f"{path}.{key}", "choice_filter", FILTERED_CHOICE))
-        elif key == age_key and type(value) is int:
-            age = year - value
+        elif gives_age and type(value) is int:
+            return year - value
+        return age
+
+    return answer
 
 
-def _calculated(
-    question: CalculateQuestion,
-    value: Any,
-    scope: dict[str, Any],
-    field: str,
-    errors: list[FieldError],
-) -> None:
-    expected = evaluate(question.formula, scope)
+Level = Callable[[Scope, str, int, list[FieldError], Scope | None], None]
+
+
+def _compile_level(questions: list[SurveyQuestion], age_key: str | None = None) -> Level:
+    """One level's questions (the household's, or a member's) as one check, in question
+    order; ``outer``: the household's answers, which a member's conditions also see."""
+    known = frozenset(question.key for question in questions)
+    steps = tuple(_step(question, age_key) for question in questions)
+    # Questions that read other answers: conditions, choice filters and calculations.
+    conditional = any(
+        question.relevant is not None
+        or isinstance(question, CalculateQuestion)
+        or getattr(question, "choice_filter", None) is not None
+        for question in questions
+    )
+
+    def level(
+        answers: Scope, path: str, year: int, errors: list[FieldError], outer: Scope | None
+    ) -> None:
+        if not known.issuperset(answers):
+            for key in answers:
+                if key not in known:
+                    errors.append(FieldError(f"{path}.{key}", "unknown_question", UNKNOWN))
+        # Conditions see this level's answers first, then the household's (for members).
+        scope = {**(outer or {}), **answers} if conditional else answers
+        age: int | None = None
+        for step in steps:
+            age = step(answers, scope, year, errors, path, age)
+
+    return level
+
+
+def _calculated(expected: float | None, value: Any, field: str, errors: list[FieldError]) -> None:
     if expected is None:
         if value is not None:
             errors.append(FieldError(field, "not_relevant", NOT_CALCULABLE))
@@ -388,35 +483,23 @@ def _calculated(
         errors.append(FieldError(field, "calculation", CALCULATION, {"expected": shown}))
 
 
-def validate(definition: SurveyDefinition, submission: NewSubmission) -> list[FieldError]:
-    """Every problem of ``submission`` against ``definition`` (empty when it is valid)."""
-    errors: list[FieldError] = []
-    year = submission.collected_at.year
-    household_level, member_level = _prepare(definition)
-    _level(household_level, submission.answers, "answers", year, errors)
+Validator = Callable[[SubmissionAsSent], list[FieldError]]
+
+
+def _compile(definition: SurveyDefinition) -> Validator:
+    """All the rules of one survey version as one function of a submission."""
+    household = _compile_level(definition.questions)
     roster = definition.roster
-    members: list[MemberAnswers] = submission.members
-    if roster is None or member_level is None:
-        if members:
-            errors.append(FieldError("members", "not_relevant", NO_ROSTER))
-        return errors
-    if len({member.member_id for member in members}) != len(members):
-        errors.append(FieldError("members", "duplicate_member", DUPLICATE_MEMBER))
-    if len(members) < roster.min_count:
-        errors.append(FieldError("members", "min_items", MIN_MEMBERS, {"limit": roster.min_count}))
-    if len(members) > roster.max_count:
-        errors.append(FieldError("members", "max_items", MAX_MEMBERS, {"limit": roster.max_count}))
-    if roster.count_from is not None:
-        expected = submission.answers.get(roster.count_from)
-        if _is_int(expected) and expected != len(members):
-            errors.append(
-                FieldError(
-                    "members",
-                    "count_mismatch",
-                    COUNT_MISMATCH,
-                    {"count": len(members), "expected": expected},
-                )
-            )
+    if roster is None:
+
+        def without_roster(submission: SubmissionAsSent) -> list[FieldError]:
+            errors: list[FieldError] = []
+            household(submission.answers, "answers", submission.collected_at.year, errors, None)
+            if submission.members:
+                errors.append(FieldError("members", "not_relevant", NO_ROSTER))
+            return errors
+
+        return without_roster
     # "$age" in member conditions is derived from the first integer question (birth year).
     age_key = next(
         (
@@ -426,17 +509,67 @@ def validate(definition: SurveyDefinition, submission: NewSubmission) -> list[Fi
         ),
         None,
     )
-    for index, member in enumerate(members):
-        _level(
-            member_level,
-            member.answers,
-            f"members[{index}].answers",
-            year,
-            errors,
-            outer=submission.answers,
-            age_key=age_key,
+    member_level = _compile_level(roster.questions, age_key)
+    fewest, most, count_from = roster.min_count, roster.max_count, roster.count_from
+
+    def with_roster(submission: SubmissionAsSent) -> list[FieldError]:
+        errors: list[FieldError] = []
+        year = submission.collected_at.year
+        answers = submission.answers
+        household(answers, "answers", year, errors, None)
+        members: list[MemberAnswersAsSent] = submission.members
+        if len({member.member_id for member in members}) != len(members):
+            errors.append(FieldError("members", "duplicate_member", DUPLICATE_MEMBER))
+        if len(members) < fewest:
+            errors.append(FieldError("members", "min_items", MIN_MEMBERS, {"limit": fewest}))
+        if len(members) > most:
+            errors.append(FieldError("members", "max_items", MAX_MEMBERS, {"limit": most}))
+        if count_from is not None:
+            expected = answers.get(count_from)
+            if _is_int(expected) and expected != len(members):
+                errors.append(
+                    FieldError(
+                        "members",
+                        "count_mismatch",
+                        COUNT_MISMATCH,
+                        {"count": len(members), "expected": expected},
+                    )
+                )
+        for index, member in enumerate(members):
+            member_level(member.answers, f"members[{index}].answers", year, errors, answers)
+        return errors
+
+    return with_roster
+
+
+class Rules(NamedTuple):
+    """A survey version's rules, compiled."""
+
+    check: Validator  # every problem of a submission (empty when it is valid)
+    keys: frozenset[str]  # its questions' keys, household's and members'
+
+
+# Published versions never change: each is compiled once (kept with its definition, so the
+# id stays unique while the entry lives).
+_compiled: dict[int, tuple[SurveyDefinition, Rules]] = {}
+
+
+def rules(definition: SurveyDefinition) -> Rules:
+    """The compiled rules of ``definition`` (compiled on first use, then kept)."""
+    found = _compiled.get(id(definition))
+    if found is None or found[0] is not definition:
+        questions = definition.questions + (
+            definition.roster.questions if definition.roster else []
         )
-    return errors
+        compiled = Rules(_compile(definition), frozenset(question.key for question in questions))
+        found = (definition, compiled)
+        _compiled[id(definition)] = found
+    return found[1]
+
+
+def validate(definition: SurveyDefinition, submission: SubmissionAsSent) -> list[FieldError]:
+    """Every problem of ``submission`` against ``definition`` (empty when it is valid)."""
+    return rules(definition).check(submission)
 
 
 DUPLICATE_KEY = N_("Another question already uses this key.")

@@ -7,6 +7,7 @@ import random
 import uuid
 
 import asyncpg
+import msgspec
 from tqdm import tqdm
 
 from api.auth import Principal
@@ -124,7 +125,7 @@ async def _demo_households(
     stored = 0
     with tqdm(total=count - existing, desc="demo households", unit="hh") as progress:
         while existing + stored < count:
-            batch: list[dict[str, object]] = []
+            batch: list[msgspec.Raw] = []  # as a client sends them
             for _ in range(min(50, count - existing - stored)):
                 household_id = uuid.uuid4()
                 async with conn.transaction(), recounting(conn, catalog, [household_id]):
@@ -137,7 +138,8 @@ async def _demo_households(
                         label=f"Hộ {existing + stored + len(batch) + 1}",
                         created_by=member["id"],
                     )
-                batch.append(_household_answers(rng, household_id))
+                item = _household_answers(rng, household_id)
+                batch.append(msgspec.Raw(msgspec.json.encode(item)))
             results = await ingest(conn, cache, catalog, principal, batch, "vi")
             assert all(r.status == "accepted" for r in results), results
             stored += len(batch)

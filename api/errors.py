@@ -212,7 +212,8 @@ _RULES: list[tuple[re.Pattern[str], str, str]] = [
     (re.compile(r"unknown field"), "unknown_field", N_("Is not a known field.")),
 ]
 _INVALID = N_("Is not valid.")
-_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+# msgspec names where: "- at `$.members[0].answers`", or for a bad key "- at `key` in `$.answers`"
+_PATH = re.compile(r" - at (?:`key` in )?`\$(?P<path>[^`]*)`$")
 
 
 def _join(parent: str, name: str) -> str:

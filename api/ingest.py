@@ -16,14 +16,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import msgspec
 
-from api.answers import validate
+from api.answers import rules, validate
 from api.auth import Principal
 from api.db import set_local_limits
 from api.errors import DATABASE_UNAVAILABLE, FieldError, field_error, translate_errors
@@ -33,7 +34,7 @@ from api.queries import submissions as q
 from api.queries.surveys import VersionRecord, get_versions
 from api.stats import counters as stats
 from api.stats.catalog import Catalog
-from schemas.households import ItemResult, ItemStatus, NewSubmission
+from schemas.households import ItemResult, ItemStatus, NewSubmission, SubmissionAsSent
 
 log = logging.getLogger("congdongso.ingest")
 
@@ -75,7 +76,7 @@ class SurveyCache:
 @dataclass
 class Candidate:
     index: int
-    submission: NewSubmission
+    submission: SubmissionAsSent
     content_hash: bytes
     household_state: bool  # else a campaign survey with its own chain per household
 
@@ -89,7 +90,7 @@ class _Raced(Exception):
     """A concurrent batch stored one of our ids between our check and our insert."""
 
 
-def content_hash(submission: NewSubmission) -> bytes:
+def content_hash(submission: SubmissionAsSent) -> bytes:
     """The same content however it is spelled: sorted keys, the collection time in UTC."""
     if submission.collected_at.tzinfo is not None:
         submission = msgspec.structs.replace(
@@ -99,18 +100,32 @@ def content_hash(submission: NewSubmission) -> bytes:
     return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
+# Every item, pushed or single, is decoded once from its JSON text, strictly ("1" is not a
+# version number), by the same decoder: as sent, with the answers' keys checked against the
+# survey version's (schemas/households.py says why). An item that fails, or has another key,
+# is decoded again as a NewSubmission, whose first error is the one reported.
 T = TypeVar("T")
-# Beyond this a float no longer stands for one integer.
-_EXACT = 2**53
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+_EXACT = 2**53  # beyond this a float no longer stands for one integer
 
 
-def decode_item(raw: Any, kind: type[T]) -> T:
-    """A pushed item (or a single submission) as ``kind``, strictly: ``"1"`` is no number.
-
-    A JSON number is one number however it is written: ``2.0`` is the integer 2 (JSON
-    Schema says so too, and the document's integers are JSON Schema's), so whole floats
-    are read as integers before the strict decoding."""
-    return msgspec.convert(_whole_numbers(raw), kind)
+def decode_item(raw: msgspec.Raw | bytes, kind: type[T]) -> T:
+    """A pushed item (or a single submission, a learning record) as ``kind``, strictly from its
+    JSON text: ``"1"`` is no number. A JSON number is one number however it is written, so
+    ``2.0`` is the integer 2 (JSON Schema's integers, and so the document's): an item the
+    strict decoder refuses is read once more with its whole floats as integers, and only if
+    that fails too is the first error the answer (a rare path: valid clients send ``2``)."""
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS.setdefault(kind, msgspec.json.Decoder(kind))
+    try:
+        return cast(T, decoder.decode(raw))
+    except msgspec.ValidationError:
+        try:
+            return msgspec.convert(_whole_numbers(msgspec.json.decode(raw)), kind)
+        except msgspec.ValidationError:
+            pass
+        raise
 
 
 def _whole_numbers(value: Any) -> Any:
@@ -123,11 +138,32 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-def raw_item_id(raw: Any, key: str = "id") -> uuid.UUID | None:
-    """The id of a pushed item that failed to decode, if it has a readable one."""
+def _decode_error(raw: msgspec.Raw) -> FieldError | None:
+    """The error decoding ``raw`` as a NewSubmission, as the client is told it (None if none)."""
     try:
-        return uuid.UUID(str(raw.get(key))) if isinstance(raw, dict) else None
-    except ValueError:
+        decode_item(raw, NewSubmission)
+    except msgspec.ValidationError as exc:
+        return field_error(str(exc))
+    return None
+
+
+def _keys_known(submission: SubmissionAsSent, version: VersionRecord | None) -> bool:
+    """Are all answered keys questions of the version (so valid keys, without a regex)?"""
+    if version is None:
+        return False
+    keys = rules(version.definition).keys
+    return keys.issuperset(submission.answers) and all(
+        keys.issuperset(member.answers) for member in submission.members
+    )
+
+
+def raw_item_id(raw: msgspec.Raw, key: str = "id") -> uuid.UUID | None:
+    """The id of a pushed item that failed to decode, if it has a readable one (decoded again
+    as any JSON: only items that are refused pay for it)."""
+    try:
+        found = msgspec.json.decode(raw)
+        return uuid.UUID(str(found.get(key))) if isinstance(found, dict) else None
+    except (ValueError, msgspec.DecodeError):
         return None
 
 
@@ -142,7 +178,7 @@ def survey_visible(principal: Principal, survey: q.SurveyState) -> bool:
 
 def _precheck(
     principal: Principal,
-    submission: NewSubmission,
+    submission: SubmissionAsSent,
     version: VersionRecord | None,
     survey: q.SurveyState | None,
     now: datetime,
@@ -182,13 +218,14 @@ async def ingest(
     cache: SurveyCache,
     catalog: Catalog,
     principal: Principal,
-    raw_items: list[Any],
+    raw_items: Sequence[msgspec.Raw],
     language: str,
     *,
     events: bool = True,
 ) -> list[ItemResult]:
-    """One result per item, in order. Accepted items are committed when this returns, with
-    their ``submission.accepted`` events in the outbox (unless ``events`` is off)."""
+    """One result per item (each its JSON text), in order. Accepted items are committed when
+    this returns, with their ``submission.accepted`` events in the outbox (unless ``events``
+    is off)."""
     results: list[ItemResult | None] = [None] * len(raw_items)
 
     def reject(index: int, item_id: uuid.UUID | None, errors: list[FieldError]) -> None:
@@ -196,29 +233,26 @@ async def ingest(
             id=item_id, status="rejected", errors=translate_errors(language, errors)
         )
 
-    parsed: list[tuple[int, NewSubmission]] = []
+    parsed: list[tuple[int, SubmissionAsSent, msgspec.Raw]] = []
     for index, raw in enumerate(raw_items):
-        if isinstance(raw, NewSubmission):  # already decoded by the single-item endpoint
-            parsed.append((index, raw))
-            continue
         try:
-            parsed.append((index, decode_item(raw, NewSubmission)))
+            parsed.append((index, decode_item(raw, SubmissionAsSent), raw))
         except msgspec.ValidationError as exc:
-            reject(index, raw_item_id(raw), [field_error(str(exc))])
+            reject(index, raw_item_id(raw), [_decode_error(raw) or field_error(str(exc))])
 
-    versions = await cache.get(conn, {(s.survey_id, s.survey_version) for _, s in parsed})
+    versions = await cache.get(conn, {(s.survey_id, s.survey_version) for _, s, _ in parsed})
     # Read each batch: a survey can be closed at any time (versions never change).
-    surveys = await q.survey_states(conn, list({s.survey_id for _, s in parsed})) if parsed else {}
+    surveys = (
+        await q.survey_states(conn, list({s.survey_id for _, s, _ in parsed})) if parsed else {}
+    )
     now = datetime.now(UTC)
     candidates: list[Candidate] = []
-    for index, submission in parsed:
-        errors = _precheck(
-            principal,
-            submission,
-            versions.get((submission.survey_id, submission.survey_version)),
-            surveys.get(submission.survey_id),
-            now,
-        )
+    for index, submission, raw in parsed:
+        version = versions.get((submission.survey_id, submission.survey_version))
+        if not _keys_known(submission, version) and (error := _decode_error(raw)):
+            reject(index, raw_item_id(raw), [error])
+            continue
+        errors = _precheck(principal, submission, version, surveys.get(submission.survey_id), now)
         if errors:
             reject(index, submission.id, errors)
         else:

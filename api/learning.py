@@ -22,7 +22,6 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -504,7 +503,7 @@ async def push_progress(
     conn: asyncpg.Connection,
     cache: ModuleCache,
     principal: Principal,
-    raw_items: list[Any],
+    raw_items: list[msgspec.Raw],
     language: str,
 ) -> list[ItemResult]:
     """One result per progress item: accepted (something new), duplicate, or rejected."""
@@ -534,7 +533,7 @@ async def push_attempts(
     conn: asyncpg.Connection,
     cache: ModuleCache,
     principal: Principal,
-    raw_items: list[Any],
+    raw_items: list[msgspec.Raw],
     language: str,
 ) -> list[ItemResult]:
     """One result per attempt, with its score: accepted, duplicate, conflict or rejected."""

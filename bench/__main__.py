@@ -25,6 +25,7 @@ MODULES = [
     "login_cost",
     "sync",
     "write_path",
+    "decode",
     "stats",
     "modules",
     "privacy",

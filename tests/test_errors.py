@@ -144,6 +144,44 @@ async def test_single_and_batch_submissions_decode_alike(
     assert pushed.json()["results"][0]["errors"][0]["field"] == "surveyVersion"
 
 
+async def test_answer_keys_are_checked_alike_pushed_or_single(
+    client: Client, accounts: Accounts
+) -> None:
+    """A key that no question has is an error of the validation (all of them listed); a key
+    that cannot be a question's is an error of the decoding (the item's only one), at the
+    answers that hold it, however the item comes."""
+    team = await ward_team(accounts, HAC_THANH)
+    household = await new_household(client, team, HAC_THANH)
+    cases: list[tuple[dict[str, object], list[tuple[str, str]]]] = []
+    unknown = submission(household, hh_colour="red")
+    unknown_member = submission(household)
+    unknown_member["members"][1]["answers"]["pet"] = None  # type: ignore[index]
+    cases += [
+        (unknown, [("answers.hh_colour", "unknown_question")]),
+        (unknown_member, [("members[1].answers.pet", "unknown_question")]),
+    ]
+    for key in ("Bad-Key", "k" * 41):
+        malformed = submission(household, hh_smart_devices=99, **{key: 1})
+        malformed_member = submission(household, hh_smart_devices=99)
+        malformed_member["members"][2]["answers"][key] = 1  # type: ignore[index]
+        cases += [
+            (malformed, [("answers", "format" if key == "Bad-Key" else "max_length")]),
+            (
+                malformed_member,
+                [("members[2].answers", "format" if key == "Bad-Key" else "max_length")],
+            ),
+        ]
+    pushed = await client.post(
+        "/api/v1/sync/push", json={"submissions": [item for item, _ in cases]}, headers=team
+    )
+    for (item, expected), result in zip(cases, pushed.json()["results"], strict=True):
+        assert result["status"] == "rejected"
+        assert [(e["field"], e["code"]) for e in result["errors"]] == expected
+        single = await client.post("/api/v1/submissions", json=item, headers=team)
+        assert single.status_code == 400, single.text
+        assert single.json()["errors"] == result["errors"]
+
+
 async def test_labels_and_names_are_visible_text_without_numbers(
     client: Client, accounts: Accounts
 ) -> None:

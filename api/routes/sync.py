@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, NamedTuple
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 import asyncpg
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.dto import AbstractDTO, DTOFieldDefinition
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Reference, Schema
 from litestar.params import Body, FromPath, FromQuery, JSONBody, Parameter
 from litestar.security.jwt import Token
+from litestar.typing import FieldDefinition
 
 from api.auth import Principal, Role, requires_role
-from api.errors import Conflict, FieldError, NotFound, ValidationFailed, invalid, problems
+from api.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    ValidationFailed,
+    field_error,
+    invalid,
+    problems,
+)
 from api.fieldwork import assignments as work
 from api.fieldwork import review
 from api.fieldwork.visit_plan import pull_plan
@@ -30,12 +43,18 @@ from schemas.households import (
     PUSH_LIMIT,
     ItemResult,
     NewSubmission,
+    PushItems,
     PushResults,
     Submission,
     SyncPull,
     SyncPush,
 )
 
+if TYPE_CHECKING:
+    from litestar._openapi.schema_generation import SchemaCreator
+    from litestar.dto._backend import DTOBackend
+
+T = TypeVar("T")
 COLLECTORS: tuple[Role, ...] = ("team_member", "ward_official", "resident")
 PullLimit = Annotated[int, Parameter(ge=1, le=1000, description="Changes per page (1–1000).")]
 
@@ -163,6 +182,77 @@ async def pull(
     )
 
 
+class _Undecoded(AbstractDTO[T]):
+    """A body the handler decodes itself, from its bytes, while the document shows ``T``.
+
+    Litestar decodes a body into Python objects and then converts them into the handler's
+    type; a DTO is its hook for decoding from the bytes instead (litestar/dto/base_dto.py).
+    Here it only decodes the envelope: ingest decodes each item once, into its type, with
+    its own result."""
+
+    @classmethod
+    def generate_field_definitions(
+        cls, model_type: type[Any]
+    ) -> Generator[DTOFieldDefinition, None, None]:
+        yield from ()  # no transfer model: nothing is copied field by field
+
+    @classmethod
+    def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
+        return False
+
+    @classmethod
+    def create_for_field_definition(
+        cls,
+        field_definition: FieldDefinition,
+        handler_id: str,
+        backend_cls: type[DTOBackend] | None = None,
+    ) -> None:
+        pass  # decode_bytes below needs no backend
+
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: SchemaCreator
+    ) -> Reference | Schema:
+        documented = FieldDefinition.from_annotation(
+            cls.model_type, kwarg_definition=field_definition.kwarg_definition
+        )
+        return schema_creator.for_field_definition(documented)
+
+
+_PUSH = msgspec.json.Decoder(PushItems)
+
+
+def _utf8(value: bytes) -> None:
+    """JSON is UTF-8 whatever the label says (UnicodeDecodeError: a 400 malformed_json). The
+    items' texts are only skipped until ingest decodes them, so they are checked here."""
+    value.decode()
+
+
+class PushBody(_Undecoded[SyncPush]):
+    def decode_bytes(self, value: bytes) -> PushItems:
+        _utf8(value)
+        try:
+            return _PUSH.decode(value)
+        except msgspec.ValidationError as exc:  # the envelope (a list too long, not a list)
+            raise ValidationFailed([field_error(str(exc))]) from exc
+
+
+class SubmissionBody(_Undecoded[NewSubmission]):
+    def decode_bytes(self, value: bytes) -> msgspec.Raw:
+        _utf8(value)
+        return msgspec.json.decode(value, type=msgspec.Raw)  # well-formed JSON, kept as text
+
+
+def _lenient_error(raw: msgspec.Raw) -> FieldError | None:
+    """What a body that is not even a NewSubmission read leniently ("1" as 1) is told, as
+    before ingest decoded it: its first error read that way. Only a refused item pays."""
+    try:
+        msgspec.convert(msgspec.json.decode(raw), NewSubmission, strict=False)
+    except msgspec.ValidationError as exc:
+        return field_error(str(exc))
+    return None
+
+
 PUSH_BODY = Body(
     description=(
         f"Up to {PUSH_LIMIT} items in all (submissions, lesson progress, quiz attempts), "
@@ -193,6 +283,8 @@ PUSH_BODY = Body(
 @post(
     "/sync/push",
     status_code=200,
+    dto=PushBody,
+    return_dto=None,
     guards=[requires_role(*COLLECTORS)],
     tags=["sync"],
     responses=problems(401, 403, 413),
@@ -201,7 +293,7 @@ async def push(
     request: Request[Principal, Token, Any],
     state: State,
     conn: NamedDependency[asyncpg.Connection],
-    data: Annotated[SyncPush, PUSH_BODY],
+    data: Annotated[PushItems, PUSH_BODY],
 ) -> PushResults:
     """Store a batch collected offline. Each item gets its own result: ``accepted``,
     ``duplicate`` (already stored, e.g. a retry), ``conflict`` (same id, other content; or
@@ -238,6 +330,8 @@ class SubmissionNotFound(NotFound):
 
 @post(
     "/submissions",
+    dto=SubmissionBody,
+    return_dto=None,
     guards=[requires_role(*COLLECTORS)],
     tags=["sync"],
     responses={
@@ -253,18 +347,17 @@ async def create_submission(
     request: Request[Principal, Token, Any],
     state: State,
     conn: NamedDependency[asyncpg.Connection],
-    data: JSONBody[NewSubmission],
+    data: JSONBody[msgspec.Raw],
 ) -> Response[ItemResult]:
     """Store one submission (residents, online use); the same rules as a push."""
     language = negotiate(request.headers.get("accept-language"))
     catalog = await state.indicators.get(conn)
-    # ``data`` documents the body; the item is decoded again from the parsed JSON (cached by
-    # the request) exactly as a push item is: strictly ("1" is not a version number).
-    del data
-    raw = await request.json()
+    # Decoded by ingest exactly as a push item is: strictly ("1" is not a version number).
     (result,) = await ingest(
-        conn, state.surveys, catalog, request.user, [raw], language, events=state.settings.outbox
+        conn, state.surveys, catalog, request.user, [data], language, events=state.settings.outbox
     )
+    if result.status == "rejected" and (error := _lenient_error(data)):
+        raise ValidationFailed([error])
     if result.status == "accepted":
         return Response(result, status_code=201)
     if result.status == "duplicate":
