@@ -13,6 +13,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from api.stats.folder import FOLDER
 from tests.conftest import (
     HAC_THANH,
     HAM_RONG,
@@ -547,6 +548,31 @@ async def test_pull_pages_through_the_ward(client: Client, team: dict[str, str])
     await push(client, team, [submission(households[15])])
     changed, _, _ = await _pull_all(client, team, cursor)
     assert [h["id"] for h in changed] == [households[15]]
+
+
+async def test_a_pull_right_after_a_push_does_not_wait_for_a_fold(
+    client: Client, team: dict[str, str], dsn: str
+) -> None:
+    """A fold that began before a push and is still running holds back no pull: the folder
+    writes no row a pull reads. Any other older transaction still does, until it ends."""
+    households = [await new_household(client, team) for _ in range(2)]
+    _, _, cursor = await _pull_all(client, team, None)
+    for name, held_back in ((FOLDER, False), ("congdongso", True)):
+        older = await asyncpg.connect(dsn, server_settings={"application_name": name})
+        try:
+            await older.execute("BEGIN")
+            await older.execute("SELECT pg_current_xact_id()")  # an xid older than the push's
+            household = households.pop()
+            await push(client, team, [submission(household)])
+            changed, _, after = await _pull_all(client, team, cursor)
+            assert [h["id"] for h in changed] == ([] if held_back else [household])
+            if held_back:
+                await older.execute("ROLLBACK")
+                changed, _, after = await _pull_all(client, team, after)
+                assert [h["id"] for h in changed] == [household]  # now, and only once
+            cursor = after
+        finally:
+            await older.close()
 
 
 async def test_pull_never_skips_or_repeats_under_concurrent_pushes(

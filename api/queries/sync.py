@@ -1,8 +1,9 @@
 """The change stream an offline client pulls: households, deletions, survey and module versions.
 
 Rows carry the transaction id (xid8) that last wrote them. A window [low, high) is read with
-``high`` = the oldest transaction still running at the first page's snapshot, so every row
-in the window was committed before the window was read and no later commit can land in it.
+``high`` = the oldest transaction still running at the first page's snapshot (but the
+folder's, which writes no row read here), so every row in the window was committed before the
+window was read and no later commit can land in it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import uuid
 import asyncpg
 import msgspec
 
+from api.stats.folder import FOLDER
 from schemas.modules import LearnerProgress
 
 HOUSEHOLD, DELETION, SURVEY_VERSION, MODULE_VERSION, PROGRESS = 1, 2, 0, 3, 4
@@ -23,9 +25,24 @@ class Change(msgspec.Struct, frozen=True, array_like=True):
     key: str
 
 
+# The oldest transaction still running, leaving out the folder's (api/stats/folder.py): it
+# writes only the statistics' tables, never a row a pull reads, and a pull right after a push
+# must not wait for a fold that started first. Running xids are matched on their low 32 bits
+# (pg_stat_activity shows an xid, the snapshot xid8s; concurrent xids are never 2^32 apart).
+# A folder's xid this role cannot see is not left out: the wait, as before, is the safe side.
+_HORIZON_SQL = """
+SELECT coalesce(
+    (SELECT min(x::text::bigint) FROM pg_snapshot_xip(snap.s) AS x
+     WHERE x::text::bigint % 4294967296 NOT IN (
+         SELECT backend_xid::text::bigint FROM pg_stat_activity
+         WHERE application_name = $1 AND backend_xid IS NOT NULL)),
+    pg_snapshot_xmax(snap.s)::text::bigint)
+FROM (SELECT pg_current_snapshot() AS s) snap"""
+
+
 async def horizon(conn: asyncpg.Connection) -> int:
-    """Every transaction with an id below this one has finished."""
-    xmin: int = await conn.fetchval("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    """Every transaction with an id below this one has finished (or is the folder's)."""
+    xmin: int = await conn.fetchval(_HORIZON_SQL, FOLDER)
     return xmin
 
 
