@@ -32,9 +32,15 @@ def decode_cursor(cursor: str | None, shape: type[T]) -> T | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return msgspec.json.decode(raw, type=shape)
     except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
-        raise invalid(
-            "cursor", "invalid_cursor", N_("This cursor is not valid; start again without it.")
-        ) from None
+        raise bad_cursor() from None
+
+
+def bad_cursor() -> Exception:
+    """The 400 of a cursor the server did not write (also for a part that decodes but
+    cannot be what the server wrote there)."""
+    return invalid(
+        "cursor", "invalid_cursor", N_("This cursor is not valid; start again without it.")
+    )
 
 
 class Listed(Protocol[Item]):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -623,6 +625,15 @@ async def test_pull_is_for_ward_level_accounts(client: Client, accounts: Account
     assert (await client.get("/api/v1/sync/pull", headers=province)).status_code == 403
     bad = await client.get("/api/v1/sync/pull", params={"cursor": "garbage!"}, headers=province)
     assert bad.status_code in (400, 403)
+
+
+async def test_a_hand_made_cursor_is_a_400_not_a_500(client: Client, team: dict[str, str]) -> None:
+    """Cursors that decode but hold what the server never writes there."""
+    for position in ([0, None, None, "not-a-uuid"], [0, None, None, 7], ["x"], {"low": 0}):
+        made = base64.urlsafe_b64encode(msgspec.json.encode(position)).decode().rstrip("=")
+        answer = await client.get("/api/v1/sync/pull", params={"cursor": made}, headers=team)
+        assert answer.status_code == 400, (position, answer.text)
+        assert answer.json()["errors"][0]["code"] == "invalid_cursor"
 
 
 async def test_push_limit(client: Client, team: dict[str, str]) -> None:

@@ -34,7 +34,7 @@ from api.fieldwork.visit_plan import pull_plan
 from api.i18n import N_, negotiate
 from api.ingest import ingest
 from api.learning import push_attempts, push_progress
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import bad_cursor, decode_cursor, encode_cursor
 from api.params import Cursor
 from api.queries import households as hq
 from api.queries import sync as q
@@ -105,7 +105,10 @@ async def pull(
         low=0, assigned="" if caller.role == "team_member" else None
     )
     if position.assigned is not None:
-        after = uuid.UUID(position.assigned) if position.assigned else None
+        try:
+            after = uuid.UUID(position.assigned) if position.assigned else None
+        except ValueError:
+            raise bad_cursor() from None
         assigned = await work.assigned_households(
             conn, caller.user_id, caller.area_id, after, limit + 1
         )
