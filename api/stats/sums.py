@@ -184,6 +184,14 @@ def _moved(before: Cell, after: Cell, measure: str, ratios: Collection[str]) -> 
     return Counts(new.numerator - old.numerator, new.denominator - old.denominator)
 
 
+def _as_of(today: Cell, later: list[tuple[date, Cell]], end: date) -> Cell:
+    """A ward's cell at the end of month ``end``: today's minus the changes of later months."""
+    for month, cell in later:
+        if month > end:
+            today = _minus(today, cell)
+    return today
+
+
 def _by_month(changes: list[tuple[date, Cell]], until: date) -> Cell:
     """The changes of the months up to ``until``, added up."""
     total = EMPTY
@@ -383,8 +391,7 @@ async def at(
             logged = _by_month(changes, end)
             if logged == EMPTY:
                 continue
-            # the ward's folded cell at this point: today's minus the months after it
-            before = _minus(folded, _by_month([c for c in later if c[0] > end], date.max))
+            before = _as_of(folded, later, end)
             points[i] = _plus(points[i], _moved(before, add(before, logged), code, ratios))
     return found
 
@@ -520,7 +527,7 @@ async def follow(conn: asyncpg.Connection, changes: Sequence[Change]) -> None:
             added_by_fold = _by_month(made_here, month)
             if added_by_fold == EMPTY:
                 continue
-            at_month = _minus(after, _by_month([c for c in ward_later if c[0] > month], date.max))
+            at_month = _as_of(after, ward_later, month)
             moved = _moved(_minus(at_month, added_by_fold), at_month, code, ratios)
             sums[key][month] = _plus(value, moved)
 
