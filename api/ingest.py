@@ -28,12 +28,11 @@ from api.answers import rules, validate
 from api.auth import Principal
 from api.db import set_local_limits
 from api.errors import DATABASE_UNAVAILABLE, FieldError, field_error, translate_errors
-from api.events import outbox
 from api.i18n import N_
 from api.queries import submissions as q
 from api.queries.surveys import VersionRecord, get_versions
 from api.stats import counters as stats
-from api.stats.catalog import Catalog
+from api.stats.catalog import Catalog, Measured, NotANumber
 from schemas.households import ItemResult, ItemStatus, NewSubmission, SubmissionAsSent
 
 log = logging.getLogger("congdongso.ingest")
@@ -323,9 +322,25 @@ async def _store_once(
     households = await q.lock_households(
         conn, sorted({c.submission.household_id for c in candidates})
     )
-    seen = await q.stored_hashes(conn, [c.submission.id for c in candidates])
     heads: dict[Chain, uuid.UUID | None] = {
         (hid, None): h.current_submission_id for hid, h in households.items()
+    }
+    # A head about to be replaced: its answers are read to take what it counted away.
+    replaced = {
+        heads[(c.submission.household_id, None)]
+        for c in candidates
+        if c.household_state and c.submission.supersedes is not None
+    } - {None}
+    found = await q.stored(
+        conn,
+        [c.submission.id for c in candidates],
+        [h.current_submission_id for h in households.values() if h.current_submission_id],
+        [head for head in replaced if head is not None],
+    )
+    seen = {
+        c.submission.id: found[c.submission.id].content_hash
+        for c in candidates
+        if c.submission.id in found
     }
     campaign_pairs = {
         (c.submission.household_id, c.submission.survey_id)
@@ -333,13 +348,22 @@ async def _store_once(
         if not c.household_state
     }
     if campaign_pairs:
-        found = await q.campaign_heads(conn, sorted(campaign_pairs))
-        heads |= {pair: found.get(pair) for pair in campaign_pairs}
+        campaign = await q.campaign_heads(conn, sorted(campaign_pairs))
+        heads |= {pair: campaign.get(pair) for pair in campaign_pairs}
     # A state counts from its collection time, never before the state it replaces.
-    counted_from = {hid: h.counted_at for hid, h in households.items()}
+    counted_from = {
+        hid: found[h.current_submission_id].counted_at
+        for hid, h in households.items()
+        if h.current_submission_id is not None and h.current_submission_id in found
+    }
+    tally = stats.Tally(catalog)
+    for hid, locked in households.items():
+        if locked.current_submission_id in replaced and locked.current_submission_id in found:
+            old = found[locked.current_submission_id]
+            members = [(m["memberId"], m["answers"]) for m in old.members or []]
+            tally.measure(old.id, hid, old.collected_at, old.answers or {}, members)
     outcome: dict[int, ItemResult] = {}
     rows: list[q.NewRow] = []
-    state_rows: list[uuid.UUID] = []
     moved: dict[uuid.UUID, uuid.UUID] = {}
     moved_campaigns: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID] = {}
 
@@ -384,13 +408,47 @@ async def _store_once(
                 )
             continue
         counted_at = submission.collected_at
+        measured: list[Measured] = []
+        if c.household_state:
+            try:
+                measured = tally.measure(
+                    submission.id,
+                    household.id,
+                    submission.collected_at,
+                    submission.answers,
+                    [(m.member_id, m.answers) for m in submission.members],
+                )
+            except NotANumber:  # validation lets no such answer through: never in practice
+                log.error("an indicator reads a non-number in submission %s", submission.id)
+                outcome[c.index] = ItemResult(
+                    id=submission.id,
+                    status="rejected",
+                    errors=translate_errors(
+                        language, [FieldError("", "storage_error", STORAGE_ERROR)]
+                    ),
+                )
+                continue
         if c.household_state:
             previous = counted_from.get(household.id)
             if previous is not None and previous > counted_at:
                 counted_at = previous
             counted_from[household.id] = counted_at
             moved[household.id] = submission.id
-            state_rows.append(submission.id)
+            # What it counts, and what the state it replaces counted (read above, or
+            # accepted earlier in this batch), go to the counters' log with the rows.
+            tally.accepted(
+                household_id=household.id,
+                ward_id=household.ward_id,
+                province_id=household.province_id,
+                created_at=household.created_at,
+                counted_at=counted_at,
+                measured=measured,
+                replaced=(
+                    None
+                    if submission.supersedes is None
+                    else tally.measure_of(submission.supersedes)
+                ),
+            )
         else:
             moved_campaigns[(household.id, submission.survey_id)] = submission.id
         rows.append(
@@ -415,14 +473,10 @@ async def _store_once(
         heads[chain(c)] = submission.id
         result(c, "accepted")
 
-    if rows:
-        if await q.insert_submissions(conn, rows, moved) != len(rows):
-            raise _Raced()
-        if moved_campaigns:
-            await q.move_campaign_heads(conn, moved_campaigns)
-        if events:
-            await outbox.submissions_accepted(conn, rows)
-        if state_rows:
-            # The counters' log grows in the same transaction: a card never needs a scan.
-            await stats.log_accepted(conn, catalog, state_rows)
+    # One statement stores the rows, moves the heads, writes the events and grows the
+    # counters' log: a card never needs a scan, and no shared row is updated.
+    if rows and await q.store(conn, rows, moved, moved_campaigns, tally.rows(), events) != len(
+        rows
+    ):
+        raise _Raced()
     return outcome
