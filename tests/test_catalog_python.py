@@ -122,9 +122,7 @@ async def in_sql(db: asyncpg.Connection, cases: list[Case]) -> list[list[Measure
         [household for household, _, _, _ in cases],
         [answers for _, _, answers, _ in cases],
         [
-            msgspec.json.encode(
-                [{"memberId": str(m), "answers": a} for m, a in members]
-            ).decode()
+            msgspec.json.encode([{"memberId": str(m), "answers": a} for m, a in members]).decode()
             for _, _, _, members in cases
         ],
         [collected for _, collected, _, _ in cases],
@@ -161,9 +159,7 @@ def random_case(rng: random.Random) -> Case:
                 found[key] = rng.choice(ANYTHING)
         return found
 
-    collected = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(
-        seconds=rng.randrange(3 * 365 * 86400)
-    )
+    collected = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=rng.randrange(3 * 365 * 86400))
     members = []
     for _ in range(rng.choice([0, 1, 2, 3, 4, 6, 9])):
         member = answers(OTHER | NUMERIC, NUMERIC)
@@ -190,7 +186,12 @@ def _value(numeric: bool) -> st.SearchStrategy[Any]:
     numbers = st.none() | st.integers(-50, 50) | st.floats(-1e6, 1e6, allow_nan=False)
     if numeric:
         return numbers
-    return numbers | st.booleans() | st.sampled_from(ANYTHING) | st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=8)
+    return (
+        numbers
+        | st.booleans()
+        | st.sampled_from(ANYTHING)
+        | st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=8)
+    )
 
 
 def _answers(keys: set[str]) -> st.SearchStrategy[dict[str, Any]]:
