@@ -26,6 +26,7 @@ MODULES = [
     "sync",
     "write_path",
     "decode",
+    "copy_batch",
     "stats",
     "modules",
     "privacy",
