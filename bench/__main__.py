@@ -27,6 +27,7 @@ MODULES = [
     "write_path",
     "decode",
     "copy_batch",
+    "write_profile",
     "stats",
     "modules",
     "privacy",
