@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -230,10 +230,11 @@ async def ingest(
     language: str,
     *,
     events: bool = True,
+    wake: Callable[[], None] | None = None,
 ) -> list[ItemResult]:
     """One result per item (each its JSON text), in order. Accepted items are committed when
     this returns, with their ``submission.accepted`` events in the outbox (unless ``events``
-    is off)."""
+    is off); ``wake`` is then called to tell the webhook worker (outbox.Waker.poke)."""
     results: list[ItemResult | None] = [None] * len(raw_items)
 
     def reject(index: int, item_id: uuid.UUID | None, errors: list[FieldError]) -> None:
@@ -294,6 +295,8 @@ async def ingest(
                     )
         for index, result in stored.items():
             results[index] = result
+        if events and wake is not None and any(r.status == "accepted" for r in stored.values()):
+            wake()
     return [result for result in results if result is not None]
 
 
@@ -500,6 +503,7 @@ async def ingest_one(
     language: str,
     *,
     events: bool = True,
+    wake: Callable[[], None] | None = None,
 ) -> ItemResult:
     """A single submission (its JSON text): the result a one-item push gives, committed when
     this returns. A household's state is decided and stored by one statement (one round trip
@@ -508,7 +512,9 @@ async def ingest_one(
     so every rule has one home."""
 
     async def as_a_batch() -> ItemResult:
-        (result,) = await ingest(conn, cache, catalog, principal, [raw], language, events=events)
+        (result,) = await ingest(
+            conn, cache, catalog, principal, [raw], language, events=events, wake=wake
+        )
         return result
 
     try:
@@ -591,6 +597,8 @@ async def ingest_one(
         )
         if found.status in ("retry", "raced"):
             continue
+        if found.status == "accepted" and events and wake is not None:
+            wake()
         return _one_result(submission.id, found, language)
     return await as_a_batch()
 

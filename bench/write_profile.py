@@ -3,8 +3,8 @@ CPU samples by part of the write path, and of PostgreSQL's client backends by wh
 doing, under the load of ``bench write`` (8 push clients × 100 per batch; 64 single clients).
 
 - **API**: py-spy (a sampling profiler, a bench dependency) attached to every worker of a
-  granian server for the measured seconds. Each sample is given to the first part of the
-  write path found from the top of its stack (decode, validation, content hash, counter
+  granian server for the measured seconds. Each sample is given to the part of the write
+  path of its innermost frame that has one (decode, validation, content hash, counter
   deltas, database driver, sign-in, logs and metrics), else to the web framework and the
   server (Litestar, granian, the event loop). Idle samples are not taken.
 - **PostgreSQL**: ``pg_stat_activity`` read every 20 ms; each busy client backend counts as
@@ -51,8 +51,7 @@ NAME = "write_profile"
 TITLE = "Where the write path's time goes: API profile and PostgreSQL activity shares"
 PHONE = "+84910000031"
 
-# Parts of the write path, by a frame's file or function (the first found from the top of
-# the stack wins: the part that called the rest).
+# Parts of the write path, by a frame's file or function.
 PARTS: list[tuple[str, Callable[[str], bool]]] = [
     ("decode (msgspec, per item)", lambda f: "decode_item" in f or "_decode_error" in f),
     ("validation (compiled rules)", lambda f: "api/answers.py" in f),
@@ -68,8 +67,10 @@ OTHER = "other (ingest's own Python, stdlib)"
 
 
 def part_of(stack: str) -> str:
+    """The part of the innermost frame that belongs to one (middleware wraps everything, so
+    the part that did the work is the one nearest the top of the stack)."""
     frames = stack.split(";")
-    for frame in frames:
+    for frame in reversed(frames):
         for name, matches in PARTS:
             if matches(frame):
                 return name
