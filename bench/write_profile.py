@@ -19,7 +19,6 @@ import contextlib
 import random
 import shutil
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,7 @@ import msgspec
 
 from api.db import connect
 from bench import Result
-from bench.env import Context, Server, serve
+from bench.env import DATA_DIR, Context, Server, serve
 from bench.sync import (
     BATCH,
     PASSWORD,
@@ -137,12 +136,14 @@ def py_spy() -> str | None:
 
 
 async def profiled(
-    ctx: Context, server: Server, seconds: float, load: Awaitable[T]
+    ctx: Context, server: Server, seconds: float, load: Awaitable[T], folder: Path
 ) -> tuple[T, Counter[str], Counter[str]]:
-    """``load``'s result, and the API's and PostgreSQL's shares while it ran."""
+    """``load``'s result, and the API's and PostgreSQL's shares while it ran (py-spy's raw
+    stacks are left in ``folder``, one file per worker, for a flame graph)."""
     spy = py_spy()
     assert spy is not None
-    folder = Path(tempfile.mkdtemp(prefix="profile-"))
+    await asyncio.to_thread(shutil.rmtree, folder, ignore_errors=True)
+    await asyncio.to_thread(folder.mkdir, parents=True)
     spies = [
         await asyncio.create_subprocess_exec(
             spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
@@ -161,7 +162,6 @@ async def profiled(
     api: Counter[str] = Counter()
     for path in await asyncio.to_thread(lambda: list(folder.glob("*.txt"))):
         api += shares(path)
-    shutil.rmtree(folder, ignore_errors=True)
     return result, api, database
 
 
@@ -215,9 +215,10 @@ async def run(ctx: Context) -> list[Result]:
             await _clients(server, token, path, body, check, connections=2, duration=1)
             started = time.perf_counter()
             load = _clients(server, token, path, body, check, connections=clients, duration=seconds)
-            (_, stored), api, database = await profiled(ctx, server, seconds, load)
+            folder = DATA_DIR / f"profile-{kind}"
+            (_, stored), api, database = await profiled(ctx, server, seconds, load, folder)
             rate = stored / (time.perf_counter() - started)
-            print(f"  {kind}: {stored:,} stored ({rate:,.0f}/s) while profiled")
+            print(f"  {kind}: {stored:,} stored ({rate:,.0f}/s) while profiled; stacks in {folder}")
             results += as_results(kind, "API workers", api)
             results += as_results(kind, "PostgreSQL backends", database)
     return results
