@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from api.auth import Principal
 from api.config import Settings
-from api.db import create_pool
+from api.db import connect, create_pool
 from api.ingest import SurveyCache, ingest, ingest_one
 from api.stats.catalog import Catalog, load_catalog
 from api.stats.counters import rebuild
@@ -249,3 +249,78 @@ async def test_the_single_endpoint_answers_as_before(
     assert edit.json()["currentSubmissionId"] == edit.json()["id"]
     missing = await post(submission(str(uuid.uuid4())))
     assert (missing.status_code, missing.json()["code"]) == (404, "household_not_found")
+
+
+@pytest.mark.parametrize("size", [5, 40])  # below and above COPY_FROM: arrays, then COPY
+async def test_concurrent_batches_of_the_same_items_store_each_once(
+    client: Client, db: asyncpg.Connection, dsn: str, setup: Setup, size: int
+) -> None:
+    """Four pushes of the same new items at once (a phone retrying over flaky networks):
+    each item is accepted by exactly one of them and a duplicate for the others, and the
+    counters equal a rebuild."""
+    households = [await new_household(client, setup.team, HAC_THANH) for _ in range(size)]
+    items = [submission(household) for household in households]
+    pool = await create_pool(dsn, 4, 4)
+    cache = SurveyCache()
+
+    async def push() -> list[ItemResult]:
+        async with pool.acquire() as conn:
+            return await ingest(
+                conn, cache, setup.catalog, setup.principal, [raw(i) for i in items], "en"
+            )
+
+    try:
+        results = await asyncio.gather(*(push() for _ in range(4)))
+    finally:
+        await pool.close()
+    for position in range(size):
+        statuses = sorted(batch[position].status for batch in results)
+        assert statuses == ["accepted", "duplicate", "duplicate", "duplicate"], statuses
+    stored = await db.fetchval(
+        "SELECT count(*) FROM submission WHERE id = ANY($1::uuid[])",
+        [uuid.UUID(i["id"]) for i in items],
+    )
+    assert stored == size
+    before = await counters(db)
+    await rebuild(db, setup.catalog)
+    assert await counters(db) == before
+
+
+@pytest.mark.parametrize("size", [5, 40])
+async def test_a_batch_that_races_an_id_is_stored_again(
+    client: Client, db: asyncpg.Connection, dsn: str, setup: Setup, size: int
+) -> None:
+    """Another transaction stores one of the batch's ids (for another household) after the
+    batch looked and before it stored: the batch is rolled back and stored again, that item
+    now a conflict, the others accepted once."""
+    households = [await new_household(client, setup.team, HAC_THANH) for _ in range(size)]
+    items = [submission(household) for household in households]
+    taken = uuid.UUID(items[-1]["id"])
+    other = await new_household(client, setup.team, HAC_THANH)
+    rival = await connect(dsn)
+    batch = await connect(dsn)
+    try:
+        await rival.execute("BEGIN")
+        await rival.execute(
+            """INSERT INTO submission (id, household_id, survey_id, survey_version,
+                                       province_id, ward_id, collected_at, notice_version,
+                                       answers, members, content_hash, counted_at)
+               SELECT $1, h.id, s.survey_id, 1, h.province_id, h.ward_id, now(), '2025-1',
+                      '{}', '[]', '\\x00', now()
+               FROM household h, survey_version s WHERE h.id = $2 LIMIT 1""",
+            taken,
+            uuid.UUID(other),
+        )
+        pushed = asyncio.create_task(
+            ingest(batch, SurveyCache(), setup.catalog, setup.principal,
+                   [raw(i) for i in items], "en")
+        )  # fmt: skip
+        await asyncio.sleep(0.5)  # the batch now waits for the rival's id
+        assert not pushed.done()
+        await rival.execute("COMMIT")
+        results = await pushed
+    finally:
+        await rival.close()
+        await batch.close()
+    assert [r.status for r in results] == ["accepted"] * (size - 1) + ["conflict"]
+    assert [e.code for e in results[-1].errors or []] == ["content_differs"]
