@@ -251,7 +251,7 @@ async def test_the_single_endpoint_answers_as_before(
     assert (missing.status_code, missing.json()["code"]) == (404, "household_not_found")
 
 
-@pytest.mark.parametrize("size", [5, 40])  # below and above COPY_FROM: arrays, then COPY
+@pytest.mark.parametrize("size", [5, 40])
 async def test_concurrent_batches_of_the_same_items_store_each_once(
     client: Client, db: asyncpg.Connection, dsn: str, setup: Setup, size: int
 ) -> None:

@@ -90,13 +90,9 @@ class NewRow(msgspec.Struct, frozen=True):
 LogRow = tuple[int, int, date, str, int, int, int, int]
 
 # The accepted rows, the heads they move, their events and their counters' log in one
-# statement: no shared row is updated, and the statement is the same for every batch. A
-# large batch is copied in first (COPY wins there: bench copy_batch), and the statement then
-# reads the new rows back.
-COLUMNS = list(NewRow.__struct_fields__)  # a row's values, in its fields' order
-COPY_FROM = 32  # rows: below, one statement with arrays is as fast (bench copy_batch)
-NEW_FROM_ARRAYS = """
-    new AS (
+# statement: no shared row is updated, and the statement is the same for every batch.
+STORE_SQL = """
+    WITH new AS (
         INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
                                 ward_id, collected_at, submitted_by, notice_version,
                                 supersedes, answers, members, content_hash, counted_at)
@@ -113,23 +109,15 @@ NEW_FROM_ARRAYS = """
         ON CONFLICT (id) DO NOTHING
         RETURNING id, household_id, survey_id, survey_version, province_id, ward_id,
                   collected_at, supersedes
-    )"""
-NEW_COPIED = """
-    new AS (
-        SELECT id, household_id, survey_id, survey_version, province_id, ward_id,
-               collected_at, supersedes
-        FROM submission WHERE id = ANY($1::uuid[])
-    )"""
-# The rest: $1 the new ids in order, then from ${p} the heads, events and log.
-REST = """, moved AS (
+    ), moved AS (
         UPDATE household h
         SET current_submission_id = u.submission_id, updated_at = now(),
             change_xid = pg_current_xact_id()
-        FROM unnest(${p}::uuid[], ${p1}::uuid[]) AS u(household_id, submission_id)
+        FROM unnest($15::uuid[], $16::uuid[]) AS u(household_id, submission_id)
         WHERE h.id = u.household_id
     ), campaigns AS (
         INSERT INTO survey_head (household_id, survey_id, submission_id)
-        SELECT * FROM unnest(${p2}::uuid[], ${p3}::uuid[], ${p4}::uuid[])
+        SELECT * FROM unnest($17::uuid[], $18::uuid[], $19::uuid[])
         ON CONFLICT (household_id, survey_id) DO UPDATE SET submission_id = excluded.submission_id
     ), events AS (
         INSERT INTO outbox (event_id, type, province_id, household_id, body, submission_id)
@@ -144,26 +132,17 @@ REST = """, moved AS (
         FROM unnest($1::uuid[]) WITH ORDINALITY AS n(id, position)
         JOIN new s ON s.id = n.id
         JOIN area p ON p.id = s.province_id JOIN area w ON w.id = s.ward_id
-        WHERE ${p5}::boolean
+        WHERE $20::boolean
         ORDER BY n.position
     ), logged AS (
         INSERT INTO stat_log (ward_id, province_id, month, measure, numerator, denominator,
                               numerator_key, denominator_key)
-        SELECT * FROM unnest(${p6}::int[], ${p7}::int[], ${p8}::date[], ${p9}::text[],
-                             ${p10}::bigint[], ${p11}::bigint[], ${p12}::bigint[],
-                             ${p13}::bigint[])
+        SELECT * FROM unnest($21::int[], $22::int[], $23::date[], $24::text[], $25::bigint[],
+                             $26::bigint[], $27::bigint[], $28::bigint[])
     )
     -- No NOTIFY here: the writing process wakes the outbox's worker after the commit
     -- (api/events/outbox.py says why).
     SELECT count(*) FROM new"""
-
-
-def _rest(first: int) -> str:
-    return REST.format(p=first, **{f"p{n}": first + n for n in range(1, 14)})
-
-
-STORE_SQL = "WITH" + NEW_FROM_ARRAYS + _rest(15)
-STORE_COPIED_SQL = "WITH" + NEW_COPIED + _rest(2)
 
 
 async def store(
@@ -176,32 +155,11 @@ async def store(
 ) -> int:
     """Store accepted rows, point each household (and campaign chain) at its new head (and
     mark it changed for sync), write their events (when ``events``) and append what they
-    change in the counters to the log; returns how many rows were new (fewer: a concurrent
-    batch stored some, and the caller rolls back)."""
-    rest = (
-        list(heads),
-        list(heads.values()),
-        [household for household, _ in campaign_heads],
-        [survey for _, survey in campaign_heads],
-        list(campaign_heads.values()),
-        events,
-        *([row[i] for row in log] for i in range(8)),
-    )
-    ids = [r.id for r in rows]
-    if len(rows) >= COPY_FROM:
-        try:
-            await conn.copy_records_to_table(
-                "submission",
-                records=[msgspec.structs.astuple(r) for r in rows],
-                columns=COLUMNS,
-            )
-        except asyncpg.UniqueViolationError:
-            return 0  # a concurrent batch stored one of these ids since we looked
-        copied: int = await conn.fetchval(STORE_COPIED_SQL, ids, *rest)
-        return copied
+    change in the counters to the log, in one statement; returns how many rows were new
+    (fewer: a concurrent batch stored some, and the caller rolls back)."""
     inserted: int = await conn.fetchval(
         STORE_SQL,
-        ids,
+        [r.id for r in rows],
         [r.household_id for r in rows],
         [r.survey_id for r in rows],
         [r.survey_version for r in rows],
@@ -216,7 +174,13 @@ async def store(
         [msgspec.json.encode(r.members).decode() for r in rows],
         [r.content_hash for r in rows],
         [r.counted_at for r in rows],
-        *rest,
+        list(heads),
+        list(heads.values()),
+        [household for household, _ in campaign_heads],
+        [survey for _, survey in campaign_heads],
+        list(campaign_heads.values()),
+        events,
+        *([row[i] for row in log] for i in range(8)),
     )
     return inserted
 
