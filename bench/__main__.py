@@ -26,6 +26,7 @@ MODULES = [
     "sync",
     "write_path",
     "decode",
+    "cards_under_push",
     "stats",
     "modules",
     "privacy",
