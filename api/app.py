@@ -134,7 +134,13 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             signed_in,
         ],
         lifespan=[
-            pool_lifespan(dsn, settings.pool_min, settings.pool_max, settings.export_pool_max),
+            pool_lifespan(
+                dsn,
+                settings.pool_min,
+                settings.pool_max,
+                settings.export_pool_max,
+                settings.card_pool_max,
+            ),
             *([cards.lifespan(dsn)] if settings.card_cache else []),
             *(
                 [

@@ -26,6 +26,7 @@ import asyncio
 import math
 import os
 import random
+import shutil
 import statistics
 import time
 import uuid
@@ -45,6 +46,7 @@ from bench.loadgen import LoadResult, load, read_response
 from bench.loop_watch import LAG_BUCKETS, WATCH_ENV, Figures
 from bench.stats import Dataset, load_households, rebuild_counters
 from bench.sync import BATCH, PASSWORD, _collector, _households, _push_check, submission
+from bench.write_path import main_tree
 
 NAME = "cards_under_push"
 TITLE = "Own-ward card while its province takes pushed submissions (granian)"
@@ -70,13 +72,12 @@ class Phase:
     own_ward: bool = False  # push into the card's ward too
 
 
+# A round of one server: its baseline first, then the loads.
 ROUND = [
     Phase("baseline", 0),
-    Phase("other wards, 2,000/s", 2_000),
-    Phase("baseline", 0),
-    Phase("other wards + own ward, 2,000/s", 2_000, own_ward=True),
-    Phase("baseline", 0),
     Phase("other wards, 1,000/s", 1_000),
+    Phase("other wards, 2,000/s", 2_000),
+    Phase("other wards + own ward, 2,000/s", 2_000, own_ward=True),
 ]
 
 
@@ -346,15 +347,15 @@ async def measure(
     )
 
 
-def _line(number: int, got: Measured, baseline: Measured | None) -> str:
+def _line(number: int, variant: str, got: Measured, baseline: Measured | None) -> str:
     cards = got.cards
     text = (
-        f"  round {number}, {got.phase.label:<31}: cards {cards.rps:>6,.0f}/s, "
+        f"  round {number}, {variant}, {got.phase.label}: cards {cards.rps:>6,.0f}/s, "
         f"p50 {cards.p50_ms:5.1f} ms, p99 {cards.p99_ms:6.1f} ms, "
         f"max {1000 * cards.latencies[-1]:6.1f} ms"
     )
     if baseline is not None:
-        text += f" (p99 ×{cards.p99_ms / baseline.cards.p99_ms:.2f} of the baseline before)"
+        text += f" (p99 ×{cards.p99_ms / baseline.cards.p99_ms:.1f} of the baseline)"
     if got.pushed is not None:
         text += (
             f"; pushes stored {got.push_rate:,.0f}/s of {got.phase.rate:,}/s sent on schedule, "
@@ -372,89 +373,108 @@ def spread(values: list[float], digits: int = 0) -> str:
     return f"{min(values):,.{digits}f}–{max(values):,.{digits}f}"
 
 
+# The two changes of this part of the issue, each measured against main in the same round.
+VARIANTS = {
+    "main": {},  # main's code (extracted from git): neither change
+    "this tree, cards from the request pool": {"CONGDONGSO_CARD_POOL_MAX": "0"},  # yields only
+    "this tree": {},  # yields, and cards built from a pool of their own
+}
+
+
 async def run(shared: Context) -> list[Result]:
     ctx = await setup(shared.quick, DATABASE)
     rng = random.Random(1505)
     rounds = ctx.count(3, 1)
     duration = ctx.seconds(8, 2)
     prepared = await prepare(ctx, rng)
+    tree = main_tree()
     watch_dir: Path | None = None
-    app_settings: dict[str, str] = {}
-    app = "api.asgi:app"
     if os.environ.get(WATCH_ENV):
         watch_dir = DATA_DIR / "loop-watch"
         watch_dir.mkdir(parents=True, exist_ok=True)
-        for old in watch_dir.glob("*.json"):
-            old.unlink()
-        app_settings = {WATCH_ENV: str(watch_dir)}
-        app = "bench.watched_app:app"
-    measured: list[list[Measured]] = []
-    async with serve(ctx, "granian", app_settings, app=app, label="cards-under-push") as server:
-        tokens = {"official": await server.login(OFFICIAL, PASSWORD)}
-        for code, phone in prepared.phones.items():
-            tokens[code] = await server.login(phone, PASSWORD)
-        for number in range(1, rounds + 1):
-            measured.append([])
-            baseline: Measured | None = None
-            for phase in ROUND:
-                got = await measure(ctx, server, prepared, tokens, phase, duration, rng, watch_dir)
-                measured[-1].append(got)
-                print(_line(number, got, baseline if phase.rate else None))
-                if got.watch is not None:
-                    print("\n".join(describe_watch(got.watch, got.cards.seconds)))
-                if not phase.rate:
-                    baseline = got
+        for module in ("loop_watch.py", "watched_app.py"):  # main's tree has no watch
+            shutil.copy(Path(__file__).parent / module, tree / "bench" / module)
+    names = list(VARIANTS)
+    measured: dict[str, list[list[Measured]]] = {name: [] for name in names}
+    for number in range(1, rounds + 1):
+        shift = (number - 1) % len(names)  # each variant in every position in turn
+        for name in names[shift:] + names[:shift]:
+            settings = dict(VARIANTS[name])
+            if watch_dir is not None:
+                for old in watch_dir.glob("*.json"):
+                    old.unlink()
+                settings[WATCH_ENV] = str(watch_dir)
+            app = "bench.watched_app:app" if watch_dir else "api.asgi:app"
+            label = "cards-under-push-" + name.replace(" ", "-").replace(",", "")
+            if name == "main":
+                settings["PYTHONPATH"] = str(tree)
+                server_cm = serve(ctx, "granian", settings, app=app, label=label, cwd=tree)
+            else:
+                server_cm = serve(ctx, "granian", settings, app=app, label=label)
+            async with server_cm as server:
+                tokens = {"official": await server.login(OFFICIAL, PASSWORD)}
+                for code, phone in prepared.phones.items():
+                    tokens[code] = await server.login(phone, PASSWORD)
+                measured[name].append([])
+                baseline: Measured | None = None
+                for phase in ROUND:
+                    got = await measure(
+                        ctx, server, prepared, tokens, phase, duration, rng, watch_dir
+                    )
+                    measured[name][-1].append(got)
+                    print(_line(number, name, got, baseline if phase.rate else None))
+                    if got.watch is not None:
+                        print("\n".join(describe_watch(got.watch, got.cards.seconds)))
+                    if not phase.rate:
+                        baseline = got
     return summarize(measured)
 
 
-def summarize(measured: list[list[Measured]]) -> list[Result]:
-    """Per phase: the median over the rounds, its range, and the ratio to the baseline just
-    before it in the same round."""
+def summarize(measured: dict[str, list[list[Measured]]]) -> list[Result]:
+    """Per variant and phase: the median over the rounds, its range, the ratio to the
+    baseline before it in the same round, and to main's in the same round."""
     results: list[Result] = []
-    baselines = [m for one in measured for m in one if not m.phase.rate]
-    p99s = [m.cards.p99_ms for m in baselines]
-    base = Result(
-        label="own-ward card p99, no pushes",
-        value=statistics.median(p99s),
-        unit="ms",
-        note=f"range {spread(p99s, 1)} ms over {len(p99s)} baselines; {READERS} readers; "
-        f"{statistics.median(m.cards.rps for m in baselines):,.0f} cards/s, "
-        f"p50 {statistics.median(m.cards.p50_ms for m in baselines):.1f} ms",
-    )
-    results.append(base)
-    for index, phase in enumerate(ROUND):
-        if not phase.rate:
-            continue
-        got = [one[index] for one in measured]
-        before = [one[index - 1] for one in measured]
-        p99 = [m.cards.p99_ms for m in got]
-        p99_ratio = [m.cards.p99_ms / b.cards.p99_ms for m, b in zip(got, before, strict=True)]
-        rps_ratio = [m.cards.rps / b.cards.rps for m, b in zip(got, before, strict=True)]
-        rates = [m.push_rate for m in got]
-        goal = "met" if max(p99) <= 100 else "NOT met"
-        results += [
-            Result(
-                label=f"own-ward card p99, {phase.label}",
-                value=statistics.median(p99),
-                unit="ms",
-                baseline=base,
-                note=f"range {spread(p99, 1)} ms; ×{min(p99_ratio):.2f}–{max(p99_ratio):.2f} of "
-                f"the baseline before, by round; p50 "
-                f"{statistics.median(m.cards.p50_ms for m in got):.1f} ms; "
-                f"≤ 100 ms in every round: {goal}",
-            ),
-            Result(
-                label=f"own-ward cards/s, {phase.label}",
-                value=statistics.median(m.cards.rps for m in got),
-                unit="req/s",
-                note=f"×{min(rps_ratio):.2f}–{max(rps_ratio):.2f} of the baseline before, by round",
-            ),
-            Result(
-                label=f"submissions stored/s, {phase.label}",
-                value=statistics.median(rates),
-                unit="subs/s",
-                note=f"range {spread(rates)}; target {phase.rate:,}/s; batch p99 "
-                f"{statistics.median(m.pushed.p99_ms() for m in got if m.pushed):,.0f} ms",
-            ),
-        ]
+    for name, rounds in measured.items():
+        baselines = [one[0] for one in rounds]
+        p99s = [m.cards.p99_ms for m in baselines]
+        base = Result(
+            label=f"{name}: card p99, no pushes",
+            value=statistics.median(p99s),
+            unit="ms",
+            note=f"range {spread(p99s, 1)} ms; {READERS} readers; "
+            f"{statistics.median(m.cards.rps for m in baselines):,.0f} cards/s, "
+            f"p50 {statistics.median(m.cards.p50_ms for m in baselines):.1f} ms",
+        )
+        results.append(base)
+        for index, phase in enumerate(ROUND):
+            if not phase.rate:
+                continue
+            got = [one[index] for one in rounds]
+            p99 = [m.cards.p99_ms for m in got]
+            within = [m.cards.p99_ms / r[0].cards.p99_ms for m, r in zip(got, rounds, strict=True)]
+            note = (
+                f"range {spread(p99, 1)} ms; ×{min(within):.1f}–{max(within):.1f} of its "
+                f"baseline by round; p50 {statistics.median(m.cards.p50_ms for m in got):.1f} ms"
+                f"; {statistics.median(m.cards.rps for m in got):,.0f} cards/s"
+            )
+            if name != "main":
+                of_main = [
+                    m.cards.p99_ms / one[index].cards.p99_ms
+                    for m, one in zip(got, measured["main"], strict=True)
+                ]
+                note += f"; ×{min(of_main):.2f}–{max(of_main):.2f} of main's p99 by round"
+            rates = [m.push_rate for m in got]
+            note += (
+                f"; stored {statistics.median(rates):,.0f} subs/s ({spread(rates)}) of "
+                f"{phase.rate:,}/s sent; ≤ 100 ms in every round: "
+                + ("met" if max(p99) <= 100 else "NOT met")
+            )
+            results.append(
+                Result(
+                    label=f"{name}: card p99, {phase.label}",
+                    value=statistics.median(p99),
+                    unit="ms",
+                    note=note,
+                )
+            )
     return results
