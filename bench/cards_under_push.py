@@ -275,6 +275,33 @@ def watch_difference(before: dict[str, Figures], after: dict[str, Figures]) -> F
     return total
 
 
+# What held the loops, by the first of these found on a sampled stack (in this order).
+STAGES = [
+    ("decoding pushed items", ("ingest.py:decode_item", "ingest.py:_decode_error")),
+    ("validating them", ("ingest.py:_precheck", "ingest.py:_keys_known")),
+    ("hashing them", ("ingest.py:content_hash",)),
+    ("storing a push (rows, SQL arguments)", ("ingest.py:_store_batch",)),
+    ("rest of a push (envelope, results)", ("routes/sync.py:push",)),
+    ("building a card", ("stats/routes.py:build",)),
+    ("folding the counters' log", ("stats/folder.py",)),
+    ("sending responses", ("send_wrapper",)),
+    ("other API code", (" > ", "py:")),
+]
+
+
+def stages(held: dict[str, int]) -> Counter[str]:
+    """Samples by stage (STAGES; stacks with no API frame: the loop, I/O and the server)."""
+    found = Counter[str]()
+    for key, count in held.items():
+        chain = key.partition(" | ")[0]
+        stage = next(
+            (name for name, marks in STAGES if any(mark in chain for mark in marks)),
+            "no API frame (the loop itself, I/O, the server)",
+        )
+        found[stage] += count
+    return found
+
+
 def describe_watch(watch: Figures, seconds: float, top: int = 8) -> list[str]:
     """Lines saying how late the loops were and what held them (by function, lines merged)."""
     bounds = [f"≤{b}" for b in LAG_BUCKETS] + [f">{LAG_BUCKETS[-1]}"]
@@ -284,6 +311,12 @@ def describe_watch(watch: Figures, seconds: float, top: int = 8) -> list[str]:
         f"    server loops: {watch.beats:,} beats late by {histogram}; "
         f"stalls > 10 ms held the loops {share:.1%} of the time"
     ]
+    by_stage = stages(watch.held)
+    total = sum(by_stage.values())
+    lines.append(
+        "    held by: "
+        + ", ".join(f"{name} {count / total:.0%}" for name, count in by_stage.most_common())
+    )
     by_function = Counter[str]()
     for key, count in watch.held.items():
         by_function[_without_lines(key)] += count
