@@ -30,12 +30,11 @@ from api.answers import rules, validate
 from api.auth import Principal
 from api.db import set_local_limits
 from api.errors import DATABASE_UNAVAILABLE, FieldError, field_error, translate_errors
-from api.events import outbox
 from api.i18n import N_
 from api.queries import submissions as q
 from api.queries.surveys import VersionRecord, get_versions
 from api.stats import counters as stats
-from api.stats.catalog import Catalog
+from api.stats.catalog import COVERAGE, Catalog, Measured, NotANumber, month_of
 from schemas.households import ItemResult, ItemStatus, NewSubmission, SubmissionAsSent
 
 log = logging.getLogger("congdongso.ingest")
@@ -60,10 +59,19 @@ SURVEY_CLOSED = N_("This survey is closed: it takes no new submissions.")
 
 
 class SurveyCache:
-    """Published versions never change, so each is read from the database once."""
+    """Published versions never change, so each is read from the database once; nor do a
+    survey's province and kind (whether it is the household's state), kept here too."""
 
     def __init__(self) -> None:
         self.versions: dict[tuple[uuid.UUID, int], VersionRecord] = {}
+        self.surveys: dict[uuid.UUID, q.SurveyState] = {}
+
+    async def survey(self, conn: asyncpg.Connection, survey_id: uuid.UUID) -> q.SurveyState | None:
+        """The survey's province and kind; ``closed`` as it was when first read (it can change:
+        whoever stores must check it again)."""
+        if survey_id not in self.surveys:
+            self.surveys.update(await q.survey_states(conn, [survey_id]))
+        return self.surveys.get(survey_id)
 
     async def get(
         self, conn: asyncpg.Connection, keys: set[tuple[uuid.UUID, int]]
@@ -349,9 +357,25 @@ async def _store_once(
     households = await q.lock_households(
         conn, sorted({c.submission.household_id for c in candidates})
     )
-    seen = await q.stored_hashes(conn, [c.submission.id for c in candidates])
     heads: dict[Chain, uuid.UUID | None] = {
         (hid, None): h.current_submission_id for hid, h in households.items()
+    }
+    # A head about to be replaced: its answers are read to take what it counted away.
+    replaced = {
+        heads[(c.submission.household_id, None)]
+        for c in candidates
+        if c.household_state and c.submission.supersedes is not None
+    } - {None}
+    found = await q.stored(
+        conn,
+        [c.submission.id for c in candidates],
+        [h.current_submission_id for h in households.values() if h.current_submission_id],
+        [head for head in replaced if head is not None],
+    )
+    seen = {
+        c.submission.id: found[c.submission.id].content_hash
+        for c in candidates
+        if c.submission.id in found
     }
     campaign_pairs = {
         (c.submission.household_id, c.submission.survey_id)
@@ -359,13 +383,22 @@ async def _store_once(
         if not c.household_state
     }
     if campaign_pairs:
-        found = await q.campaign_heads(conn, sorted(campaign_pairs))
-        heads |= {pair: found.get(pair) for pair in campaign_pairs}
+        campaign = await q.campaign_heads(conn, sorted(campaign_pairs))
+        heads |= {pair: campaign.get(pair) for pair in campaign_pairs}
     # A state counts from its collection time, never before the state it replaces.
-    counted_from = {hid: h.counted_at for hid, h in households.items()}
+    counted_from = {
+        hid: found[h.current_submission_id].counted_at
+        for hid, h in households.items()
+        if h.current_submission_id is not None and h.current_submission_id in found
+    }
+    tally = stats.Tally(catalog)
+    for hid, locked in households.items():
+        if locked.current_submission_id in replaced and locked.current_submission_id in found:
+            old = found[locked.current_submission_id]
+            members = [(m["memberId"], m["answers"]) for m in old.members or []]
+            tally.measure(old.id, hid, old.collected_at, old.answers or {}, members)
     outcome: dict[int, ItemResult] = {}
     rows: list[q.NewRow] = []
-    state_rows: list[uuid.UUID] = []
     moved: dict[uuid.UUID, uuid.UUID] = {}
     moved_campaigns: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID] = {}
 
@@ -410,13 +443,47 @@ async def _store_once(
                 )
             continue
         counted_at = submission.collected_at
+        measured: list[Measured] = []
+        if c.household_state:
+            try:
+                measured = tally.measure(
+                    submission.id,
+                    household.id,
+                    submission.collected_at,
+                    submission.answers,
+                    [(m.member_id, m.answers) for m in submission.members],
+                )
+            except NotANumber:  # validation lets no such answer through: never in practice
+                log.error("an indicator reads a non-number in submission %s", submission.id)
+                outcome[c.index] = ItemResult(
+                    id=submission.id,
+                    status="rejected",
+                    errors=translate_errors(
+                        language, [FieldError("", "storage_error", STORAGE_ERROR)]
+                    ),
+                )
+                continue
         if c.household_state:
             previous = counted_from.get(household.id)
             if previous is not None and previous > counted_at:
                 counted_at = previous
             counted_from[household.id] = counted_at
             moved[household.id] = submission.id
-            state_rows.append(submission.id)
+            # What it counts, and what the state it replaces counted (read above, or
+            # accepted earlier in this batch), go to the counters' log with the rows.
+            tally.accepted(
+                household_id=household.id,
+                ward_id=household.ward_id,
+                province_id=household.province_id,
+                created_at=household.created_at,
+                counted_at=counted_at,
+                measured=measured,
+                replaced=(
+                    None
+                    if submission.supersedes is None
+                    else tally.measure_of(submission.supersedes)
+                ),
+            )
         else:
             moved_campaigns[(household.id, submission.survey_id)] = submission.id
         rows.append(
@@ -441,14 +508,148 @@ async def _store_once(
         heads[chain(c)] = submission.id
         result(c, "accepted")
 
-    if rows:
-        if await q.insert_submissions(conn, rows, moved) != len(rows):
-            raise _Raced()
-        if moved_campaigns:
-            await q.move_campaign_heads(conn, moved_campaigns)
-        if events:
-            await outbox.submissions_accepted(conn, rows)
-        if state_rows:
-            # The counters' log grows in the same transaction: a card never needs a scan.
-            await stats.log_accepted(conn, catalog, state_rows)
+    # One statement stores the rows, moves the heads, writes the events and grows the
+    # counters' log: a card never needs a scan, and no shared row is updated.
+    if rows and await q.store(conn, rows, moved, moved_campaigns, tally.rows(), events) != len(
+        rows
+    ):
+        raise _Raced()
     return outcome
+
+
+async def ingest_one(
+    conn: asyncpg.Connection,
+    cache: SurveyCache,
+    catalog: Catalog,
+    principal: Principal,
+    raw: msgspec.Raw,
+    language: str,
+    *,
+    events: bool = True,
+) -> ItemResult:
+    """A single submission (its JSON text): the result a one-item push gives, committed when
+    this returns. A household's state is decided and stored by one statement (one round trip
+    for a first visit; an edit first reads the state it replaces, which never changes).
+    Anything else (a campaign survey, an item with errors, a rare race) takes :func:`ingest`,
+    so every rule has one home."""
+
+    async def as_a_batch() -> ItemResult:
+        (result,) = await ingest(conn, cache, catalog, principal, [raw], language, events=events)
+        return result
+
+    try:
+        submission = decode_item(raw, SubmissionAsSent)
+    except msgspec.ValidationError:
+        return await as_a_batch()
+    key = (submission.survey_id, submission.survey_version)
+    version = (await cache.get(conn, {key})).get(key)
+    survey = await cache.survey(conn, submission.survey_id)
+    if (
+        version is None
+        or survey is None
+        or not survey.household_state
+        or not _keys_known(submission, version)
+        # Errors come in the batch's order, where a closed survey (read afresh) is first.
+        or _precheck(principal, submission, version, survey, datetime.now(UTC))
+    ):
+        return await as_a_batch()
+    tally = stats.Tally(catalog)
+    try:
+        measured = tally.measure(
+            submission.id,
+            submission.household_id,
+            submission.collected_at,
+            submission.answers,
+            [(m.member_id, m.answers) for m in submission.members],
+        )
+    except NotANumber:
+        return await as_a_batch()
+    digest = content_hash(submission)
+    household_key = catalog.keys.of(str(submission.household_id))
+    for _attempt in range(3):
+        counted_at = submission.collected_at
+        replaced: list[Measured] | None = None
+        read = True
+        if submission.supersedes is not None:
+            old = await q.replaced_submission(conn, submission.supersedes, submission.household_id)
+            read = old is not None
+            if old is not None:
+                counted_at = max(counted_at, old.counted_at)
+                replaced = catalog.measure(
+                    submission.household_id,
+                    old.collected_at,
+                    old.answers or {},
+                    [(m["memberId"], m["answers"]) for m in old.members or []],
+                )
+        month = month_of(counted_at)
+        change: dict[str, list[int]] = {code: list(cell) for code, *cell in measured}
+        for code, *cell in replaced or []:
+            change[code] = [a - b for a, b in zip(change[code], cell, strict=True)]
+        if submission.supersedes is None:  # a first visit: the household is surveyed
+            change[COVERAGE] = [1, 0, household_key, 0]
+        log: list[q.OneLogRow] = [
+            (month, code, cell[0], cell[1], cell[2], cell[3])
+            for code, cell in change.items()
+            if any(cell)
+        ]
+        found = await q.store_one(
+            conn,
+            q.OneRow(
+                id=submission.id,
+                household_id=submission.household_id,
+                survey_id=submission.survey_id,
+                survey_version=submission.survey_version,
+                collected_at=submission.collected_at,
+                counted_at=counted_at,
+                submitted_by=principal.user_id,
+                notice_version=submission.consent.notice_version,
+                supersedes=submission.supersedes,
+                answers=submission.answers,
+                members=submission.members,
+                content_hash=digest,
+            ),
+            ward_scope=None if principal.role == "resident" else principal.area_id,
+            household_scope=principal.household_id if principal.role == "resident" else None,
+            replaced_read=read,
+            log=log,
+            household_key=household_key,
+            events=events,
+        )
+        if found.status in ("retry", "raced"):
+            continue
+        return _one_result(submission.id, found, language)
+    return await as_a_batch()
+
+
+_ONE_ERRORS: dict[str, tuple[ItemStatus, FieldError]] = {
+    "content_differs": ("conflict", FieldError("id", "content_differs", CONTENT_DIFFERS)),
+    "not_head": ("conflict", FieldError("supersedes", "not_head", NOT_HEAD)),
+    "stale_supersedes": (
+        "conflict",
+        FieldError("supersedes", "stale_supersedes", STALE_SUPERSEDES),
+    ),
+    "household_not_found": (
+        "rejected",
+        FieldError("householdId", "household_not_found", HOUSEHOLD_NOT_FOUND),
+    ),
+    "survey_closed": ("rejected", FieldError("surveyId", "survey_closed", SURVEY_CLOSED)),
+}
+
+
+def _one_result(submission_id: uuid.UUID, found: q.OneStored, language: str) -> ItemResult:
+    """The statement's decision as a batch's result (the same fields, the same errors)."""
+    if found.status == "accepted":
+        if (changed := stats.touched.get()) is not None and found.province_id is not None:
+            changed.add(found.province_id)
+        return ItemResult(id=submission_id, status="accepted", current_submission_id=submission_id)
+    if found.status == "duplicate":
+        return ItemResult(
+            id=submission_id, status="duplicate", current_submission_id=found.current_submission_id
+        )
+    status, error = _ONE_ERRORS[found.status]
+    return ItemResult(
+        id=submission_id,
+        status=status,
+        errors=translate_errors(language, [error]),
+        current_submission_id=found.current_submission_id if status == "conflict" else None,
+    )

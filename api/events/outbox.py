@@ -5,12 +5,14 @@ the worker reads its answers from the submission (which never changes) only for 
 administrator registered for answers, so the outbox never copies them. Rows carry the
 writing transaction's id (``change_xid``): the worker reads only rows below the oldest
 running transaction, so an event committed late is never skipped.
+
+Accepted submissions' events are written by the statement that stores them
+(``api/queries/submissions.py``), with the same body.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -19,28 +21,6 @@ SUBMISSION_ACCEPTED = "submission.accepted"
 HOUSEHOLD_DELETED = "household.deleted"
 REVIEW_DECIDED = "review.decided"
 TARGET_CHANGED = "target.changed"
-
-
-async def submissions_accepted(conn: asyncpg.Connection, rows: Sequence[Any]) -> None:
-    """One event per accepted submission (``rows``: api.queries.submissions.NewRow)."""
-    await conn.execute(
-        """INSERT INTO outbox (event_id, type, province_id, household_id, body, submission_id)
-           SELECT gen_random_uuid(), 'submission.accepted', s.province_id, s.household_id,
-                  jsonb_build_object(
-                      'provinceCode', p.code, 'wardCode', w.code,
-                      'householdId', s.household_id,
-                      'data', jsonb_build_object(
-                          'submissionId', s.id, 'surveyId', s.survey_id,
-                          'surveyVersion', s.survey_version, 'collectedAt', s.collected_at,
-                          'supersedes', s.supersedes)),
-                  s.id
-           FROM unnest($1::uuid[]) WITH ORDINALITY AS n(id, position)
-           JOIN submission s ON s.id = n.id
-           JOIN area p ON p.id = s.province_id JOIN area w ON w.id = s.ward_id
-           ORDER BY n.position""",
-        [row.id for row in rows],
-    )
-    await _wake(conn)
 
 
 async def household_deleted(

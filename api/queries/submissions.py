@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -15,32 +15,56 @@ class HouseholdHead(msgspec.Struct, frozen=True):
     id: uuid.UUID
     ward_id: int
     province_id: int
+    created_at: datetime
     current_submission_id: uuid.UUID | None
-    counted_at: datetime | None  # of the current submission
 
 
 async def lock_households(
     conn: asyncpg.Connection, household_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, HouseholdHead]:
-    """Lock the households a batch touches, in id order so concurrent batches never deadlock."""
+    """Lock the households a batch touches, in id order so concurrent batches never deadlock.
+
+    Only the locked rows themselves are read here: a row this statement waited for is read
+    again at its latest version, but anything else it read would be as of before the wait.
+    What the heads hold is read by the next statement (:func:`stored`), which sees them."""
     rows = await conn.fetch(
-        """SELECT h.id, h.ward_id, h.province_id, h.current_submission_id,
-                  (SELECT counted_at FROM submission WHERE id = h.current_submission_id)
-                  AS counted_at
-           FROM household h
-           WHERE h.id = ANY($1::uuid[]) ORDER BY h.id FOR UPDATE""",
+        """SELECT id, ward_id, province_id, created_at, current_submission_id
+           FROM household WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
         household_ids,
     )
     return {row["id"]: msgspec.convert(row, HouseholdHead, from_attributes=True) for row in rows}
 
 
-async def stored_hashes(
-    conn: asyncpg.Connection, submission_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, bytes]:
+class Stored(msgspec.Struct, frozen=True):
+    """A stored submission a batch needs: its hash (idempotency), when it counts from (a
+    head), and for a head about to be replaced, what it counted (its answers)."""
+
+    id: uuid.UUID
+    content_hash: bytes
+    counted_at: datetime
+    collected_at: datetime
+    answers: dict[str, Any] | None
+    members: list[dict[str, Any]] | None
+
+
+async def stored(
+    conn: asyncpg.Connection,
+    submission_ids: list[uuid.UUID],
+    heads: list[uuid.UUID],
+    replaced: list[uuid.UUID],
+) -> dict[uuid.UUID, Stored]:
+    """The batch's ids already stored, and the households' heads (with their answers for the
+    ``replaced`` ones), in one statement."""
     rows = await conn.fetch(
-        "SELECT id, content_hash FROM submission WHERE id = ANY($1::uuid[])", submission_ids
+        """SELECT id, content_hash, counted_at, collected_at,
+                  CASE WHEN id = ANY($3::uuid[]) THEN answers END AS answers,
+                  CASE WHEN id = ANY($3::uuid[]) THEN members END AS members
+           FROM submission WHERE id = ANY($1::uuid[]) OR id = ANY($2::uuid[])""",
+        submission_ids,
+        heads,
+        replaced,
     )
-    return {row["id"]: row["content_hash"] for row in rows}
+    return {row["id"]: msgspec.convert(row, Stored, from_attributes=True) for row in rows}
 
 
 class NewRow(msgspec.Struct, frozen=True):
@@ -62,36 +86,78 @@ class NewRow(msgspec.Struct, frozen=True):
     content_hash: bytes
 
 
-async def insert_submissions(
-    conn: asyncpg.Connection, rows: list[NewRow], heads: dict[uuid.UUID, uuid.UUID]
+# What counts changed, one row per ward, month and measure (api/stats/counters.py).
+LogRow = tuple[int, int, date, str, int, int, int, int]
+
+# The accepted rows, the heads they move, their events and their counters' log in one
+# statement: no shared row is updated, and the statement is the same for every batch.
+STORE_SQL = """
+    WITH new AS (
+        INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
+                                ward_id, collected_at, submitted_by, notice_version,
+                                supersedes, answers, members, content_hash, counted_at)
+        SELECT id, household_id, survey_id, survey_version, province_id, ward_id,
+               collected_at, submitted_by, notice_version, supersedes, answers,
+               members::jsonb, content_hash, counted_at
+        FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::int[],
+                    $6::int[], $7::timestamptz[], $8::uuid[], $9::text[],
+                    $10::uuid[], $11::jsonb[], $12::text[], $13::bytea[],
+                    $14::timestamptz[])
+             AS r(id, household_id, survey_id, survey_version, province_id, ward_id,
+                  collected_at, submitted_by, notice_version, supersedes, answers,
+                  members, content_hash, counted_at)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id, household_id, survey_id, survey_version, province_id, ward_id,
+                  collected_at, supersedes
+    ), moved AS (
+        UPDATE household h
+        SET current_submission_id = u.submission_id, updated_at = now(),
+            change_xid = pg_current_xact_id()
+        FROM unnest($15::uuid[], $16::uuid[]) AS u(household_id, submission_id)
+        WHERE h.id = u.household_id
+    ), campaigns AS (
+        INSERT INTO survey_head (household_id, survey_id, submission_id)
+        SELECT * FROM unnest($17::uuid[], $18::uuid[], $19::uuid[])
+        ON CONFLICT (household_id, survey_id) DO UPDATE SET submission_id = excluded.submission_id
+    ), events AS (
+        INSERT INTO outbox (event_id, type, province_id, household_id, body, submission_id)
+        SELECT gen_random_uuid(), 'submission.accepted', s.province_id, s.household_id,
+               jsonb_build_object(
+                   'provinceCode', p.code, 'wardCode', w.code, 'householdId', s.household_id,
+                   'data', jsonb_build_object(
+                       'submissionId', s.id, 'surveyId', s.survey_id,
+                       'surveyVersion', s.survey_version, 'collectedAt', s.collected_at,
+                       'supersedes', s.supersedes)),
+               s.id
+        FROM unnest($1::uuid[]) WITH ORDINALITY AS n(id, position)
+        JOIN new s ON s.id = n.id
+        JOIN area p ON p.id = s.province_id JOIN area w ON w.id = s.ward_id
+        WHERE $20::boolean
+        ORDER BY n.position
+    ), logged AS (
+        INSERT INTO stat_log (ward_id, province_id, month, measure, numerator, denominator,
+                              numerator_key, denominator_key)
+        SELECT * FROM unnest($21::int[], $22::int[], $23::date[], $24::text[], $25::bigint[],
+                             $26::bigint[], $27::bigint[], $28::bigint[])
+    )
+    -- The outbox's worker wakes at commit without polling (it also polls, as a fallback).
+    SELECT (SELECT count(*) FROM new), CASE WHEN $20 THEN pg_notify('outbox', '') END"""
+
+
+async def store(
+    conn: asyncpg.Connection,
+    rows: list[NewRow],
+    heads: dict[uuid.UUID, uuid.UUID],
+    campaign_heads: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID],
+    log: list[LogRow],
+    events: bool,
 ) -> int:
-    """Insert accepted rows and point each household at its new current submission (and
-    mark it changed for sync), in one statement; returns how many rows were new (fewer: a
-    concurrent batch stored some, and the caller rolls back)."""
+    """Store accepted rows, point each household (and campaign chain) at its new head (and
+    mark it changed for sync), write their events (when ``events``) and append what they
+    change in the counters to the log, in one statement; returns how many rows were new
+    (fewer: a concurrent batch stored some, and the caller rolls back)."""
     inserted: int = await conn.fetchval(
-        """WITH new AS (
-               INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
-                                       ward_id, collected_at, submitted_by, notice_version,
-                                       supersedes, answers, members, content_hash, counted_at)
-               SELECT id, household_id, survey_id, survey_version, province_id, ward_id,
-                      collected_at, submitted_by, notice_version, supersedes, answers,
-                      members::jsonb, content_hash, counted_at
-               FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::int[],
-                           $6::int[], $7::timestamptz[], $8::uuid[], $9::text[],
-                           $10::uuid[], $11::jsonb[], $12::text[], $13::bytea[],
-                           $14::timestamptz[])
-                    AS r(id, household_id, survey_id, survey_version, province_id, ward_id,
-                         collected_at, submitted_by, notice_version, supersedes, answers,
-                         members, content_hash, counted_at)
-               ON CONFLICT (id) DO NOTHING
-               RETURNING 1
-           ), moved AS (
-               UPDATE household h
-               SET current_submission_id = u.submission_id, updated_at = now(),
-                   change_xid = pg_current_xact_id()
-               FROM unnest($15::uuid[], $16::uuid[]) AS u(household_id, submission_id)
-               WHERE h.id = u.household_id
-           ) SELECT count(*) FROM new""",
+        STORE_SQL,
         [r.id for r in rows],
         [r.household_id for r in rows],
         [r.survey_id for r in rows],
@@ -109,6 +175,11 @@ async def insert_submissions(
         [r.counted_at for r in rows],
         list(heads),
         list(heads.values()),
+        [household for household, _ in campaign_heads],
+        [survey for _, survey in campaign_heads],
+        list(campaign_heads.values()),
+        events,
+        *([row[i] for row in log] for i in range(8)),
     )
     return inserted
 
@@ -147,15 +218,168 @@ async def campaign_heads(
     return {(row["household_id"], row["survey_id"]): row["submission_id"] for row in rows}
 
 
-async def move_campaign_heads(
-    conn: asyncpg.Connection, heads: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID]
-) -> None:
-    await conn.execute(
-        """INSERT INTO survey_head (household_id, survey_id, submission_id)
-           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])
-           ON CONFLICT (household_id, survey_id)
-           DO UPDATE SET submission_id = excluded.submission_id""",
-        [household for household, _ in heads],
-        [survey for _, survey in heads],
-        list(heads.values()),
+# A single submission of a household's state, decided and stored by one statement: the lock,
+# the idempotency check, the insert, the head move, the event and the counters' log, so a
+# first visit is one round trip. The decision is the one a one-item batch makes
+# (api/ingest.py: _store_once), in the same order; tests/test_single.py holds them equal.
+#
+# The household row is locked, and if the statement waited for it, read again at its latest
+# version; everything else it reads is as of the statement's start. So when the household was
+# changed by a transaction this statement cannot see (it committed while we waited), the
+# answer is 'retry': the caller runs the statement again, with a snapshot that sees it.
+STORE_ONE_SQL = """
+    WITH h AS (
+        SELECT id, ward_id, province_id, created_at, current_submission_id,
+               pg_visible_in_snapshot(change_xid, pg_current_snapshot()) AS settled
+        FROM household WHERE id = $2 FOR UPDATE
+    ), decision AS (
+        SELECT CASE
+                 WHEN (SELECT closed_at IS NOT NULL FROM survey WHERE id = $3)
+                   THEN 'survey_closed'
+                 WHEN h.id IS NOT NULL AND NOT h.settled THEN 'retry'
+                 WHEN prior.content_hash = $11 THEN 'duplicate'
+                 WHEN prior.content_hash IS NOT NULL THEN 'content_differs'
+                 WHEN h.id IS NULL OR h.ward_id <> coalesce($12, h.ward_id)
+                      OR h.id <> coalesce($13, h.id) THEN 'household_not_found'
+                 WHEN h.current_submission_id IS DISTINCT FROM $8
+                   THEN CASE WHEN $8 IS NULL THEN 'not_head' ELSE 'stale_supersedes' END
+                 -- the state it replaces was not committed when the caller read it
+                 WHEN $8 IS NOT NULL AND NOT $15 THEN 'retry'
+                 ELSE 'accepted'
+               END AS status,
+               h.id AS household_id, h.ward_id, h.province_id, h.created_at,
+               h.current_submission_id
+        FROM (SELECT 1) AS one
+        LEFT JOIN h ON true
+        LEFT JOIN submission prior ON prior.id = $1
+    ), new AS (
+        INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
+                                ward_id, collected_at, submitted_by, notice_version,
+                                supersedes, answers, members, content_hash, counted_at)
+        SELECT $1, household_id, $3, $4, province_id, ward_id, $5, $6, $7, $8, $9,
+               $10::text::jsonb, $11, $14
+        FROM decision WHERE status = 'accepted'
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id, household_id, province_id, ward_id, survey_id, survey_version,
+                  collected_at, supersedes
+    ), moved AS (
+        UPDATE household h
+        SET current_submission_id = new.id, updated_at = now(),
+            change_xid = pg_current_xact_id()
+        FROM new WHERE h.id = new.household_id
+    ), events AS (
+        INSERT INTO outbox (event_id, type, province_id, household_id, body, submission_id)
+        SELECT gen_random_uuid(), 'submission.accepted', s.province_id, s.household_id,
+               jsonb_build_object(
+                   'provinceCode', p.code, 'wardCode', w.code, 'householdId', s.household_id,
+                   'data', jsonb_build_object(
+                       'submissionId', s.id, 'surveyId', s.survey_id,
+                       'surveyVersion', s.survey_version, 'collectedAt', s.collected_at,
+                       'supersedes', s.supersedes)),
+               s.id
+        FROM new s JOIN area p ON p.id = s.province_id JOIN area w ON w.id = s.ward_id
+        WHERE $16::boolean
+    ), logged AS (
+        INSERT INTO stat_log (ward_id, province_id, month, measure, numerator, denominator,
+                              numerator_key, denominator_key)
+        SELECT new.ward_id, new.province_id, m.month, m.measure, m.n, m.d, m.nk, m.dk
+        FROM new, unnest($17::date[], $18::text[], $19::bigint[], $20::bigint[],
+                         $21::bigint[], $22::bigint[]) AS m(month, measure, n, d, nk, dk)
+        UNION ALL
+        -- A first visit before the household's creation: registered from the visit.
+        SELECT new.ward_id, new.province_id, c.month, 'COVERAGE', 0, c.sign, 0, c.sign * $23
+        FROM new JOIN decision d ON true
+        CROSS JOIN LATERAL (VALUES
+            (date_trunc('month', d.created_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date, -1),
+            (date_trunc('month', $14::timestamptz AT TIME ZONE 'Asia/Ho_Chi_Minh')::date, 1)
+        ) AS c(month, sign)
+        WHERE $8::uuid IS NULL AND $14 < d.created_at
     )
+    SELECT d.status, d.current_submission_id, d.province_id,
+           (SELECT count(*) FROM new) AS inserted,
+           CASE WHEN $16 AND EXISTS (SELECT FROM new) THEN pg_notify('outbox', '') END
+    FROM decision d"""
+
+
+class OneRow(msgspec.Struct, frozen=True):
+    """A single submission as the caller sends it to be stored: its ward and province are
+    the locked household's, taken by the statement."""
+
+    id: uuid.UUID
+    household_id: uuid.UUID
+    survey_id: uuid.UUID
+    survey_version: int
+    collected_at: datetime
+    counted_at: datetime  # if it is accepted (the caller read the state it replaces)
+    submitted_by: uuid.UUID
+    notice_version: str
+    supersedes: uuid.UUID | None
+    answers: dict[str, Any]
+    members: Sequence[object]
+    content_hash: bytes
+
+
+OneLogRow = tuple[date, str, int, int, int, int]  # month, measure and the cell's four sums
+
+
+class OneStored(msgspec.Struct, frozen=True):
+    status: str  # accepted, duplicate, content_differs, household_not_found, not_head,
+    # stale_supersedes, survey_closed, retry, or raced (a concurrent insert of this id)
+    current_submission_id: uuid.UUID | None  # the head before this statement
+    province_id: int | None
+
+
+async def store_one(
+    conn: asyncpg.Connection,
+    row: OneRow,
+    *,
+    ward_scope: int | None,
+    household_scope: uuid.UUID | None,
+    replaced_read: bool,
+    log: list[OneLogRow],
+    household_key: int,
+    events: bool,
+) -> OneStored:
+    """Decide and store one household-state submission in one statement (outside any
+    transaction: it commits by itself). The scope (a ward, or a resident's household) is
+    checked against the locked household."""
+    found = await conn.fetchrow(
+        STORE_ONE_SQL,
+        row.id,
+        row.household_id,
+        row.survey_id,
+        row.survey_version,
+        row.collected_at,
+        row.submitted_by,
+        row.notice_version,
+        row.supersedes,
+        row.answers,
+        msgspec.json.encode(row.members).decode(),
+        row.content_hash,
+        ward_scope,
+        household_scope,
+        row.counted_at,
+        replaced_read,
+        events,
+        *([entry[i] for entry in log] for i in range(6)),
+        household_key,
+    )
+    assert found is not None  # the decision always has one row
+    status = found["status"]
+    if status == "accepted" and found["inserted"] == 0:
+        status = "raced"
+    return OneStored(status, found["current_submission_id"], found["province_id"])
+
+
+async def replaced_submission(
+    conn: asyncpg.Connection, submission_id: uuid.UUID, household_id: uuid.UUID
+) -> Stored | None:
+    """The stored submission an edit names (submissions never change), if it is this
+    household's."""
+    row = await conn.fetchrow(
+        """SELECT id, content_hash, counted_at, collected_at, answers, members
+           FROM submission WHERE id = $1 AND household_id = $2""",
+        submission_id,
+        household_id,
+    )
+    return None if row is None else msgspec.convert(row, Stored, from_attributes=True)

@@ -32,7 +32,7 @@ from api.fieldwork import assignments as work
 from api.fieldwork import review
 from api.fieldwork.visit_plan import pull_plan
 from api.i18n import N_, negotiate
-from api.ingest import ingest
+from api.ingest import ingest, ingest_one
 from api.learning import push_attempts, push_progress
 from api.pagination import bad_cursor, decode_cursor, encode_cursor
 from api.params import Cursor
@@ -356,8 +356,8 @@ async def create_submission(
     language = negotiate(request.headers.get("accept-language"))
     catalog = await state.indicators.get(conn)
     # Decoded by ingest exactly as a push item is: strictly ("1" is not a version number).
-    (result,) = await ingest(
-        conn, state.surveys, catalog, request.user, [data], language, events=state.settings.outbox
+    result = await ingest_one(
+        conn, state.surveys, catalog, request.user, data, language, events=state.settings.outbox
     )
     if result.status == "rejected" and (error := _lenient_error(data)):
         raise ValidationFailed([error])

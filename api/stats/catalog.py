@@ -13,8 +13,13 @@ wards' numerators over the sum of their denominators, never an average of ward r
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
@@ -38,7 +43,7 @@ class Catalog:
         self.codes = [indicator.code for indicator in indicators]
         self.history_by_households = history_sql(indicators, "h.id = ANY($1::uuid[])")
         self.history_by_province = history_sql(indicators, "h.province_id = $1")
-        self.accepted = accepted_sql(indicators)
+        self.measure = measures_function(indicators, keys)
 
 
 async def load_catalog(conn: asyncpg.Connection, keys: RecordKeys) -> Catalog:
@@ -136,6 +141,205 @@ def measures_lateral(indicators: list[Indicator]) -> str:
     return lateral
 
 
+# The same rules in Python, for the write path --------------------------------------------------
+#
+# Writers compute what a submission counts here, from the answers they just decoded, and
+# append the result to the log; the database never evaluates a rule over jsonb on the write
+# path. Each function mirrors a SQL expression above, including PostgreSQL's edge cases (a
+# missing or null answer, ``->>`` text of numbers and booleans, numeric sums cast to bigint
+# with rounding half away from zero): tests/test_catalog_python.py fuzzes one against the
+# other.
+
+Measured = tuple[str, int, int, int, int]  # measure, numerator, denominator, their key sums
+Member = tuple[uuid.UUID | str, dict[str, Any]]  # member id, answers
+MeasureFunction = Callable[[uuid.UUID, datetime, dict[str, Any], Sequence[Member]], list[Measured]]
+ZONE: Final = ZoneInfo(TIME_ZONE)
+
+
+class NotANumber(ValueError):
+    """An answer a numeric rule reads is no number (PostgreSQL's cast would fail too)."""
+
+
+def _text(value: object) -> str | None:
+    """``answers->>'key'``: jsonb's text of a value (None for a missing or null one)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _numeric_text(_decimal(value))
+    return msgspec.json.encode(value).decode()  # an array or object: never a choice code
+
+
+def _decimal(value: float) -> Decimal:
+    # jsonb keeps a number as written, and msgspec writes a float's shortest repr, as Python.
+    return Decimal(repr(value))
+
+
+def _numeric_text(value: Decimal) -> str:
+    return format(value.copy_abs() if value.is_zero() else value, "f")  # numeric has no -0
+
+
+def _number(value: object) -> int | Decimal | None:
+    """``(answers->>'key')::numeric`` for the answers validation lets through."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise NotANumber(f"not a number: {value!r}")
+    return value if isinstance(value, int) else _decimal(value)
+
+
+def _bigint(value: int | Decimal) -> int:
+    """numeric::bigint rounds half away from zero."""
+    if isinstance(value, int):
+        return value
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _year(value: object) -> int | None:
+    """``(… ->> 'birth_year')::int``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise NotANumber(f"not a year: {value!r}")
+    return value
+
+
+def _test(rule: Rule) -> Callable[[dict[str, Any]], bool]:
+    """The Python twin of :func:`predicate` for the boolean ops."""
+    key = rule.key
+    match rule.op:
+        case "true":
+            return lambda answers: answers.get(key) is True
+        case "eq":
+            value = str(rule.value)
+            return lambda answers: _text(answers.get(key)) == value
+        case "in":
+            values = frozenset(
+                str(v) for v in (rule.value if isinstance(rule.value, list) else [rule.value])
+            )
+            return lambda answers: _text(answers.get(key)) in values
+        case "gte":
+            bound = int(str(rule.value))
+
+            def at_least(answers: dict[str, Any]) -> bool:
+                number = _number(answers.get(key))
+                return number is not None and number >= bound
+
+            return at_least
+    raise ValueError(f"unknown rule op {rule.op!r}")
+
+
+def _amount(rule: Rule) -> Callable[[dict[str, Any]], int | Decimal]:
+    """The Python twin of :func:`predicate` for ``sum``: the number, or 0."""
+    key = rule.key
+    return lambda answers: _number(answers.get(key)) or 0
+
+
+def measures_function(indicators: list[Indicator], keys: RecordKeys) -> MeasureFunction:
+    """What one submission counts, per indicator in catalog order (the rows of
+    :func:`measures_lateral`, before any sign or month): compiled once per catalog."""
+    steps: list[
+        Callable[[int, list[tuple[int | None, int, dict[str, Any]]], dict[str, Any]], Measured]
+    ] = []
+    for indicator in indicators:
+        steps.append(
+            _household_step(indicator)
+            if indicator.subject == "household"
+            else _member_step(indicator)
+        )
+
+    def measure(
+        household_id: uuid.UUID,
+        collected_at: datetime,
+        answers: dict[str, Any],
+        members: Sequence[Member],
+    ) -> list[Measured]:
+        household = str(household_id)
+        year = collected_at.astimezone(ZONE).year
+        people = []
+        for member_id, member_answers in members:
+            born = _year(member_answers.get(BIRTH_YEAR))
+            age = None if born is None else year - born
+            people.append((age, keys.of(f"{household}:{member_id}"), member_answers))
+        hk = keys.of(household)
+        return [step(hk, people, answers) for step in steps]
+
+    return measure
+
+
+def _household_step(
+    indicator: Indicator,
+) -> Callable[[int, list[tuple[int | None, int, dict[str, Any]]], dict[str, Any]], Measured]:
+    code = indicator.code
+    if indicator.rule.op == "sum":
+        amount = _amount(indicator.rule)
+
+        def summed(hk: int, _people: object, answers: dict[str, Any]) -> Measured:
+            value = amount(answers)
+            return (code, _bigint(value), 1, _bigint(hk * value), hk)
+
+        return summed
+    test = _test(indicator.rule)
+
+    def counted(hk: int, _people: object, answers: dict[str, Any]) -> Measured:
+        return (code, 1, 1, hk, hk) if test(answers) else (code, 0, 1, 0, hk)
+
+    return counted
+
+
+def _member_step(
+    indicator: Indicator,
+) -> Callable[[int, list[tuple[int | None, int, dict[str, Any]]], dict[str, Any]], Measured]:
+    code, min_age = indicator.code, indicator.min_age
+
+    def eligible(age: int | None) -> bool:
+        return min_age is None or (age is not None and age >= min_age)
+
+    if indicator.rule.op == "sum":
+        amount = _amount(indicator.rule)
+
+        def summed(
+            _hk: int, people: list[tuple[int | None, int, dict[str, Any]]], _answers: object
+        ) -> Measured:
+            n: int | Decimal = 0
+            nk: int | Decimal = 0
+            d = dk = 0
+            for age, rk, answers in people:
+                if eligible(age):
+                    value = amount(answers)
+                    n += value
+                    nk += rk * value
+                    d += 1
+                    dk += rk
+            return (code, _bigint(n), d, _bigint(nk), dk)
+
+        return summed
+    test = _test(indicator.rule)
+
+    def counted(
+        _hk: int, people: list[tuple[int | None, int, dict[str, Any]]], _answers: object
+    ) -> Measured:
+        n = nk = d = dk = 0
+        for age, rk, answers in people:
+            if eligible(age):
+                d += 1
+                dk += rk
+                if test(answers):
+                    n += 1
+                    nk += rk
+        return (code, n, d, nk, dk)
+
+    return counted
+
+
+def month_of(at: datetime) -> date:
+    """``date_trunc('month', at AT TIME ZONE …)::date``: the month a change counts in."""
+    return at.astimezone(ZONE).date().replace(day=1)
+
+
 def history_sql(indicators: list[Indicator], households: str) -> str:
     """Each household's whole contribution to the counters, as monthly deltas per ward.
 
@@ -186,59 +390,6 @@ def history_sql(indicators: list[Indicator], households: str) -> str:
     GROUP BY 1, 2, 3, 4
     HAVING sum(event.numerator) <> 0 OR sum(event.denominator) <> 0
         OR sum(event.numerator_key) <> 0 OR sum(event.denominator_key) <> 0"""
-
-
-def accepted_sql(indicators: list[Indicator]) -> str:
-    """The change newly accepted submissions (ids in $1, already stored) make to the
-    counters, as monthly deltas per ward: each counts from its ``counted_at`` and ends the
-    state it supersedes there; a first visit makes the household surveyed (and registered,
-    if that is earlier than its creation). The rebuild computes the same from scratch
-    (:func:`history_sql`), which is what the tests compare. $2 and $3: the padded secret."""
-    lateral = measures_lateral(indicators)
-    # Wards come with the new rows (one index lookup each), never from a join of the
-    # deltas with all households: a generic plan would hash the whole table.
-    return f"""
-    WITH new AS (
-        SELECT n.id, n.household_id, n.supersedes, n.counted_at, h.created_at,
-               h.ward_id, h.province_id, {HOUSEHOLD_KEY} AS hk
-        FROM submission n JOIN household h ON h.id = n.household_id
-        WHERE n.id = ANY($1::uuid[])
-    ), s AS (
-        SELECT new.ward_id, new.province_id, new.counted_at AS at, 1 AS sign,
-               new.household_id, new.hk, s.answers, s.members, s.collected_at
-        FROM new JOIN submission s ON s.id = new.id
-        UNION ALL
-        SELECT new.ward_id, new.province_id, new.counted_at, -1,
-               new.household_id, new.hk, s.answers, s.members, s.collected_at
-        FROM new JOIN submission s ON s.id = new.supersedes
-    ), event AS (
-        SELECT s.ward_id, s.province_id, s.at, measure.code,
-               s.sign * measure.numerator AS numerator,
-               s.sign * measure.denominator AS denominator,
-               s.sign * measure.numerator_key AS numerator_key,
-               s.sign * measure.denominator_key AS denominator_key
-        FROM s {lateral}
-        UNION ALL
-        SELECT ward_id, province_id, counted_at, '{COVERAGE}', 1, 0, hk, 0
-        FROM new WHERE supersedes IS NULL
-        UNION ALL
-        SELECT ward_id, province_id, created_at, '{COVERAGE}', 0, -1, 0, -hk
-        FROM new WHERE supersedes IS NULL AND counted_at < created_at
-        UNION ALL
-        SELECT ward_id, province_id, counted_at, '{COVERAGE}', 0, 1, 0, hk
-        FROM new WHERE supersedes IS NULL AND counted_at < created_at
-    )
-    SELECT ward_id, province_id,
-           date_trunc('month', at AT TIME ZONE '{TIME_ZONE}')::date AS month,
-           code AS measure,
-           sum(numerator)::bigint AS numerator,
-           sum(denominator)::bigint AS denominator,
-           sum(numerator_key)::bigint AS numerator_key,
-           sum(denominator_key)::bigint AS denominator_key
-    FROM event
-    GROUP BY 1, 2, 3, 4
-    HAVING sum(numerator) <> 0 OR sum(denominator) <> 0
-        OR sum(numerator_key) <> 0 OR sum(denominator_key) <> 0"""
 
 
 class CatalogCache:

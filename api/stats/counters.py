@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from datetime import date
-from typing import NamedTuple
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from api.stats import sums
-from api.stats.catalog import Catalog
+from api.stats.catalog import COVERAGE, Catalog, Measured, Member, month_of
 from api.stats.cells import EMPTY, Cell
 from api.stats.keys import sql_key
 
@@ -51,26 +51,80 @@ async def household_history(
     )
 
 
-async def log_accepted(
-    conn: asyncpg.Connection, catalog: Catalog, submission_ids: list[uuid.UUID]
-) -> None:
-    """Append what newly stored submissions change in the counters (see ``accepted_sql``)
-    to the log: computed and appended in one statement, where edits and deletions go
-    through :func:`recounting`."""
-    provinces = await conn.fetch(
-        f"""WITH d AS ({catalog.accepted}), logged AS (
-                INSERT INTO stat_log (ward_id, province_id, month, measure, numerator,
-                                      denominator, numerator_key, denominator_key)
-                SELECT ward_id, province_id, month, measure, numerator, denominator,
-                       numerator_key, denominator_key FROM d
-                RETURNING province_id
-            ) SELECT DISTINCT province_id FROM logged""",
-        submission_ids,
-        *catalog.keys.params,
-    )
-    changed = touched.get()
-    if changed is not None:
-        changed.update(r[0] for r in provinces)
+class Tally:
+    """What a batch's accepted household states change in the counters, computed in Python
+    by the catalog's rules (``Catalog.measure``), to be appended to the log by the statement
+    that stores them. The same bookkeeping as :func:`api.stats.catalog.history_sql`, one
+    submission at a time: a state counts from its ``counted_at`` and ends the state it
+    replaces there; a first visit makes the household surveyed (and registered, if that is
+    earlier than its creation)."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.deltas: dict[DeltaKey, list[int]] = {}
+        self.provinces: set[int] = set()
+        self._measured: dict[uuid.UUID, list[Measured]] = {}
+
+    def measure(
+        self,
+        submission_id: uuid.UUID,
+        household_id: uuid.UUID,
+        collected_at: datetime,
+        answers: dict[str, Any],
+        members: Sequence[Member],
+    ) -> list[Measured]:
+        found = self._measured.get(submission_id)
+        if found is None:
+            found = self.catalog.measure(household_id, collected_at, answers, members)
+            self._measured[submission_id] = found
+        return found
+
+    def measure_of(self, submission_id: uuid.UUID) -> list[Measured]:
+        """What a submission measured earlier in this batch (or read as a replaced head)."""
+        return self._measured[submission_id]
+
+    def accepted(
+        self,
+        *,
+        household_id: uuid.UUID,
+        ward_id: int,
+        province_id: int,
+        created_at: datetime,
+        counted_at: datetime,
+        measured: list[Measured],
+        replaced: list[Measured] | None,
+    ) -> None:
+        month = month_of(counted_at)
+        for code, *cell in measured:
+            self._add(ward_id, province_id, month, code, cell, 1)
+        if replaced is not None:
+            for code, *cell in replaced:
+                self._add(ward_id, province_id, month, code, cell, -1)
+            return
+        hk = self.catalog.keys.of(str(household_id))
+        self._add(ward_id, province_id, month, COVERAGE, [1, 0, hk, 0], 1)
+        if counted_at < created_at:  # registered from the first visit, not from its creation
+            self._add(ward_id, province_id, month_of(created_at), COVERAGE, [0, 1, 0, hk], -1)
+            self._add(ward_id, province_id, month, COVERAGE, [0, 1, 0, hk], 1)
+
+    def _add(
+        self, ward_id: int, province_id: int, month: date, code: str, cell: list[int], sign: int
+    ) -> None:
+        total = self.deltas.setdefault((ward_id, province_id, month, code), [0, 0, 0, 0])
+        for i in range(4):
+            total[i] += sign * cell[i]
+
+    def rows(self) -> list[tuple[int, int, date, str, int, int, int, int]]:
+        """The log rows: one per ward, month and measure that changed."""
+        found = [
+            (ward, province, month, code, cell[0], cell[1], cell[2], cell[3])
+            for (ward, province, month, code), cell in self.deltas.items()
+            if any(cell)
+        ]
+        changed = touched.get()
+        if changed is not None:
+            changed.update(row[1] for row in found)
+        return found
 
 
 def difference(after: Deltas, before: Deltas) -> Deltas:
