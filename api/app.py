@@ -18,6 +18,7 @@ from api.db import pool_lifespan, provide_conn
 from api.errors import handle_exception
 from api.events import delivery
 from api.events import routes as webhooks
+from api.events.outbox import Waker
 from api.fieldwork import routes as fieldwork
 from api.headers import security_headers
 from api.ingest import SurveyCache
@@ -134,13 +135,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
             signed_in,
         ],
         lifespan=[
-            pool_lifespan(
-                dsn,
-                settings.pool_min,
-                settings.pool_max,
-                settings.export_pool_max,
-                settings.card_pool_max,
-            ),
+            pool_lifespan(dsn, settings.pool_min, settings.pool_max, settings.export_pool_max),
             *([cards.lifespan(dsn)] if settings.card_cache else []),
             *(
                 [
@@ -208,6 +203,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     app.state.indicators = CatalogCache(keys)
     app.state.places = Places()
     app.state.cards = cards
+    app.state.outbox_waker = Waker(lambda: app.state.get("pool"))
     app.state.folder = folder
     app.state.export_slots = ExportSlots(settings.exports_per_user)
     app.state.modules = ModuleCache(keys)

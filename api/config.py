@@ -32,7 +32,6 @@ _ENV_NAMES = {
     "CONGDONGSO_POOL_MIN": "pool_min",
     "CONGDONGSO_POOL_MAX": "pool_max",
     "CONGDONGSO_EXPORT_POOL_MAX": "export_pool_max",
-    "CONGDONGSO_CARD_POOL_MAX": "card_pool_max",
     "CONGDONGSO_EXPORTS_PER_USER": "exports_per_user",
     "CONGDONGSO_LOGIN_MAX_FAILURES": "login_max_failures",
     "CONGDONGSO_LOGIN_MAX_FAILURES_PER_ADDR": "login_max_failures_per_addr",
@@ -78,10 +77,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Exports read from a pool of their own (per worker), so they never take the requests'
     # connections; and one caller runs at most this many exports at once (per worker).
     export_pool_max: int = 2
-    # Statistics cards are built from a pool of their own (per worker): when pushes queue for
-    # every request connection, a dashboard's card does not wait behind them (bench
-    # cards_under_push). 0: build cards from the request pool.
-    card_pool_max: int = 2
     exports_per_user: int = 2
     login_max_failures: int = 5  # per phone within the window
     login_max_failures_per_addr: int = 20  # per client address within the window

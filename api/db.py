@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal
@@ -106,28 +105,25 @@ async def create_pool(
     return pool
 
 
-def pool_lifespan(
-    dsn: str, min_size: int, max_size: int, export_max: int = 2, card_max: int = 2
-) -> Any:
-    """The request pool, and small pools of their own for exports and for building cards:
-    however many officials export at once, ordinary requests always find a connection, and
-    however many pushes wait for the request pool, a dashboard's card finds one
-    (``card_max`` 0: cards are built from the request pool)."""
+def pool_lifespan(dsn: str, min_size: int, max_size: int, export_max: int = 2) -> Any:
+    """The request pool, and a small pool of its own for exports: however many officials
+    export at once, ordinary requests always find a connection."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
-        async with contextlib.AsyncExitStack() as pools:
-            pool = await create_pool(dsn, min_size, max_size)
-            pools.push_async_callback(pool.close)
+        pool = await create_pool(dsn, min_size, max_size)
+        try:
             exports = await create_pool(dsn, 0, export_max, work="export")
-            pools.push_async_callback(exports.close)
-            cards = await create_pool(dsn, 0, card_max) if card_max > 0 else pool
-            if cards is not pool:
-                pools.push_async_callback(cards.close)
-            app.state.pool = pool
-            app.state.export_pool = exports
-            app.state.card_pool = cards
+        except BaseException:
+            await pool.close()
+            raise
+        app.state.pool = pool
+        app.state.export_pool = exports
+        try:
             yield
+        finally:
+            await exports.close()
+            await pool.close()
 
     return lifespan
 

@@ -13,12 +13,10 @@ submission it replaces in ``supersedes`` and must name the household's current h
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -217,26 +215,6 @@ def _precheck(
     return validate(version.definition, submission)
 
 
-# Decoding, validating and hashing a push of 100 items takes 5–10 ms (more on a busy
-# machine), all of it Python with no await: in one go it holds the worker's event loop, and
-# every request that arrives meanwhile (a dashboard's card, a sign-in) waits for it. So
-# ingest's loops over the items yield whenever this much work has passed (bench
-# cards_under_push).
-TURN_SECONDS = 0.002
-
-
-class _Turns:
-    """Gives the event loop a turn once ``TURN_SECONDS`` of work have passed since the last."""
-
-    def __init__(self) -> None:
-        self.since = time.perf_counter()
-
-    async def take(self) -> None:
-        if time.perf_counter() - self.since >= TURN_SECONDS:
-            await asyncio.sleep(0)
-            self.since = time.perf_counter()
-
-
 def _in_scope(principal: Principal, household: q.HouseholdHead) -> bool:
     if principal.role == "resident":
         return household.id == principal.household_id
@@ -252,10 +230,11 @@ async def ingest(
     language: str,
     *,
     events: bool = True,
+    wake: Callable[[], None] | None = None,
 ) -> list[ItemResult]:
     """One result per item (each its JSON text), in order. Accepted items are committed when
     this returns, with their ``submission.accepted`` events in the outbox (unless ``events``
-    is off)."""
+    is off); ``wake`` is then called to tell the webhook worker (outbox.Waker.poke)."""
     results: list[ItemResult | None] = [None] * len(raw_items)
 
     def reject(index: int, item_id: uuid.UUID | None, errors: list[FieldError]) -> None:
@@ -263,10 +242,8 @@ async def ingest(
             id=item_id, status="rejected", errors=translate_errors(language, errors)
         )
 
-    turns = _Turns()
     parsed: list[tuple[int, SubmissionAsSent, msgspec.Raw]] = []
     for index, raw in enumerate(raw_items):
-        await turns.take()
         try:
             parsed.append((index, decode_item(raw, SubmissionAsSent), raw))
         except msgspec.ValidationError as exc:
@@ -279,9 +256,7 @@ async def ingest(
     )
     now = datetime.now(UTC)
     candidates: list[Candidate] = []
-    turns = _Turns()  # the reads above gave the loop its turns
     for index, submission, raw in parsed:
-        await turns.take()
         version = versions.get((submission.survey_id, submission.survey_version))
         if not _keys_known(submission, version) and (error := _decode_error(raw)):
             reject(index, raw_item_id(raw), [error])
@@ -320,6 +295,8 @@ async def ingest(
                     )
         for index, result in stored.items():
             results[index] = result
+        if events and wake is not None and any(r.status == "accepted" for r in stored.values()):
+            wake()
     return [result for result in results if result is not None]
 
 
@@ -526,6 +503,7 @@ async def ingest_one(
     language: str,
     *,
     events: bool = True,
+    wake: Callable[[], None] | None = None,
 ) -> ItemResult:
     """A single submission (its JSON text): the result a one-item push gives, committed when
     this returns. A household's state is decided and stored by one statement (one round trip
@@ -534,7 +512,9 @@ async def ingest_one(
     so every rule has one home."""
 
     async def as_a_batch() -> ItemResult:
-        (result,) = await ingest(conn, cache, catalog, principal, [raw], language, events=events)
+        (result,) = await ingest(
+            conn, cache, catalog, principal, [raw], language, events=events, wake=wake
+        )
         return result
 
     try:
@@ -617,6 +597,8 @@ async def ingest_one(
         )
         if found.status in ("retry", "raced"):
             continue
+        if found.status == "accepted" and events and wake is not None:
+            wake()
         return _one_result(submission.id, found, language)
     return await as_a_batch()
 

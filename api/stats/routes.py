@@ -535,12 +535,11 @@ async def _card_answer(
 ) -> Response[Card]:
     """The card as this process last rendered it, while its counters have not changed
     (api/cardcache.py); otherwise built and kept. A kept card needs no connection, so one
-    is taken only to build, from the cards' own pool (api/db.py): behind a queue of pushes
-    waiting for the request pool, a card would wait seconds."""
+    is taken from the pool only to build."""
     cards: CardCache = state.cards
 
     async def build() -> bytes:
-        async with state.card_pool.acquire() as conn:
+        async with state.pool.acquire() as conn:
             built = await card(
                 conn,
                 await state.indicators.get(conn),
