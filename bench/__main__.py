@@ -26,6 +26,8 @@ MODULES = [
     "sync",
     "write_path",
     "decode",
+    "copy_batch",
+    "write_profile",
     "cards_under_push",
     "stats",
     "modules",

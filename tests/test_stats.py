@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
+import hmac
 import io
 import random
 import tracemalloc
@@ -25,7 +27,7 @@ from api.stats.catalog import load_catalog
 from api.stats.counters import FOLD_SQL, fold, rebuild
 from api.stats.exports import csv_stream, export_rows, on_connection
 from api.stats.folder import LEADER_KEY
-from api.stats.keys import record_keys
+from api.stats.keys import cell_key_secret, record_keys
 from api.stats.periods import add_months, month_start, today
 from api.stats.places import Places
 from tests.conftest import (
@@ -759,9 +761,13 @@ async def test_areas_read_by_concurrent_first_requests_are_listed_once(dsn: str)
 async def test_record_keys_in_sql_are_the_hmac_of_the_unit(
     client: Client, accounts: Accounts, db: asyncpg.Connection, settings: Settings
 ) -> None:
-    """The counters' key sums come from SQL; they must be the HMAC-SHA256 the server would
-    compute, and a re-visit that keeps the member ids keeps the keys."""
+    """The counters' key sums are written by the writers' Python (the rebuild's SQL computes
+    the same: tests/test_catalog_python.py); they must be the HMAC-SHA256 of each unit, and
+    a re-visit that keeps the member ids keeps the keys."""
     keys = record_keys(settings)
+    secret = cell_key_secret(settings)
+    for unit in ("", "a", "x" * 200, "0f0e:1d1c"):
+        assert keys.of(unit) == hmac.new(secret, unit.encode(), hashlib.sha256).digest()[0]
     team = await ward_team(accounts, HAM_RONG)
     household = await new_household(client, team, HAM_RONG)
     person = member(1980, smartphone=True)

@@ -461,3 +461,56 @@ async def test_hosts_that_cannot_be_read_are_not_public() -> None:
     not public (a 400 at registration, never a 500)."""
     for url in ("http://[zz]/hook", "http://a..b/hook", "http://xn--/hook", "http://" + "a" * 70):
         assert not await public_host(url), url
+
+
+async def test_submissions_wake_the_worker_after_their_commit(
+    dsn: str, settings: Settings, db: asyncpg.Connection
+) -> None:
+    """A submission's transaction does not notify (a notifying commit takes a database-wide
+    lock); its process wakes the worker after the commit, so the event arrives at once even
+    when the worker would poll only every minute."""
+    app = create_app(
+        dsn,
+        msgspec.structs.replace(
+            settings, webhook_worker=True, webhook_poll=60.0, webhook_private_targets=True
+        ),
+    )
+    receiver = Receiver(failures=0)
+    heard: list[str] = []
+    listener = await asyncpg.connect(dsn)
+    await listener.add_listener("outbox", lambda *args: heard.append(args[3]))
+    try:
+        async with AsyncTestClient(app=app) as client:
+            # Not the module's app: its worker polls every 0.1 s.
+            accounts = Accounts(db, client)
+            admin = await accounts.headers(await accounts.create("admin"))
+            team = await accounts.headers(
+                await accounts.create(
+                    "team_member", HAC_THANH, team_id=await accounts.team(HAC_THANH)
+                )
+            )
+            created = await client.post(
+                "/api/v1/webhooks", json={"url": receiver.url}, headers=admin
+            )
+            assert created.status_code == 201, created.text
+            home = await client.post(
+                "/api/v1/households", json={"wardCode": HAC_THANH}, headers=team
+            )
+            await wait_for(lambda: _true(app.state.get("pool") is not None))
+            await asyncio.sleep(0.5)  # the worker's first round (at its start) is over
+            heard.clear()
+            item = submission(home.json()["id"])
+            single = await client.post("/api/v1/submissions", json=item, headers=team)
+            assert single.status_code == 201, single.text
+            started = time.monotonic()
+            await wait_for(lambda: _true(len(receiver.accepted()) == 1), seconds=5)
+            assert time.monotonic() - started < 3  # not the minute's poll
+            assert receiver.accepted()[0]["data"]["submissionId"] == item["id"]
+            assert heard == [""]  # one wake, after the commit
+    finally:
+        await listener.close()
+        receiver.close()
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -7,15 +7,26 @@ writing transaction's id (``change_xid``): the worker reads only rows below the 
 running transaction, so an event committed late is never skipped.
 
 Accepted submissions' events are written by the statement that stores them
-(``api/queries/submissions.py``), with the same body.
+(``api/queries/submissions.py``), with the same body. Their transactions do not notify the
+worker: PostgreSQL serialises the commits of notifying transactions under one database-wide
+lock, held through each commit's flush to disk, and concurrent single submissions waited for
+one another there (``bench write_profile``: 90 % of the busy backends' samples). The writing
+process wakes the worker after its commits instead, once per ``WAKE_SECONDS`` at most
+(:class:`Waker`); the worker also polls. Rarer events still notify from their transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 import asyncpg
+
+log = logging.getLogger(__name__)
+WAKE_SECONDS: Final = 0.1
 
 SUBMISSION_ACCEPTED = "submission.accepted"
 HOUSEHOLD_DELETED = "household.deleted"
@@ -98,3 +109,33 @@ async def _one(
 async def _wake(conn: asyncpg.Connection) -> None:
     # Delivered at commit: the worker wakes without polling (it also polls, as a fallback).
     await conn.execute("SELECT pg_notify('outbox', '')")
+
+
+class Waker:
+    """Wakes the delivery worker (``NOTIFY outbox``) soon after this process's commits, one
+    notification for all the commits of ``WAKE_SECONDS``, on a pool connection of its own."""
+
+    def __init__(self, get_pool: Callable[[], asyncpg.Pool | None]) -> None:
+        self._get_pool = get_pool
+        self._pending: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def poke(self) -> None:
+        """Events were committed: the worker hears of them within ``WAKE_SECONDS``."""
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(WAKE_SECONDS, self._later)
+
+    def _later(self) -> None:
+        self._pending = None
+        task = asyncio.create_task(self.wake())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wake(self) -> None:
+        pool = self._get_pool()
+        if pool is None:
+            return
+        try:
+            await pool.execute("SELECT pg_notify('outbox', '')", timeout=5)
+        except Exception as error:  # the worker polls: it only hears of the events later
+            log.warning("could not wake the webhook worker (%r)", error)

@@ -140,8 +140,9 @@ STORE_SQL = """
         SELECT * FROM unnest($21::int[], $22::int[], $23::date[], $24::text[], $25::bigint[],
                              $26::bigint[], $27::bigint[], $28::bigint[])
     )
-    -- The outbox's worker wakes at commit without polling (it also polls, as a fallback).
-    SELECT (SELECT count(*) FROM new), CASE WHEN $20 THEN pg_notify('outbox', '') END"""
+    -- No NOTIFY here: the writing process wakes the outbox's worker after the commit
+    -- (api/events/outbox.py says why).
+    SELECT count(*) FROM new"""
 
 
 async def store(
@@ -296,8 +297,7 @@ STORE_ONE_SQL = """
         WHERE $8::uuid IS NULL AND $14 < d.created_at
     )
     SELECT d.status, d.current_submission_id, d.province_id,
-           (SELECT count(*) FROM new) AS inserted,
-           CASE WHEN $16 AND EXISTS (SELECT FROM new) THEN pg_notify('outbox', '') END
+           (SELECT count(*) FROM new) AS inserted
     FROM decision d"""
 
 

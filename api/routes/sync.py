@@ -320,6 +320,7 @@ async def push(
         data.submissions,
         language,
         events=state.settings.outbox,
+        wake=state.outbox_waker.poke,
     )
     results += await push_progress(conn, state.modules, request.user, data.progress, language)
     results += await push_attempts(conn, state.modules, request.user, data.attempts, language)
@@ -357,7 +358,14 @@ async def create_submission(
     catalog = await state.indicators.get(conn)
     # Decoded by ingest exactly as a push item is: strictly ("1" is not a version number).
     result = await ingest_one(
-        conn, state.surveys, catalog, request.user, data, language, events=state.settings.outbox
+        conn,
+        state.surveys,
+        catalog,
+        request.user,
+        data,
+        language,
+        events=state.settings.outbox,
+        wake=state.outbox_waker.poke,
     )
     if result.status == "rejected" and (error := _lenient_error(data)):
         raise ValidationFailed([error])

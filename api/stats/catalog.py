@@ -60,10 +60,14 @@ def _choice(value: object) -> str:
     return f"'{text}'"
 
 
-def _field(answers: str, rule: Rule, as_text: bool = True) -> str:
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", rule.key):
+def _key(rule: Rule) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", rule.key):  # also checked by Rule
         raise ValueError(f"unsafe rule key {rule.key!r}")
-    return f"({answers}->{'>' if as_text else ''}'{rule.key}')"
+    return rule.key
+
+
+def _field(answers: str, rule: Rule, as_text: bool = True) -> str:
+    return f"({answers}->{'>' if as_text else ''}'{_key(rule)}')"
 
 
 def predicate(rule: Rule, answers: str) -> str:
@@ -207,132 +211,110 @@ def _year(value: object) -> int | None:
     return value
 
 
-def _test(rule: Rule) -> Callable[[dict[str, Any]], bool]:
-    """The Python twin of :func:`predicate` for the boolean ops."""
-    key = rule.key
+def _at_least(value: object, bound: int) -> bool:
+    number = _number(value)
+    return number is not None and number >= bound
+
+
+def _python_test(answers: str, rule: Rule) -> str:
+    """The Python twin of :func:`predicate` for the boolean ops, as source text."""
+    field = f"{answers}.get({_key(rule)!r})"
     match rule.op:
         case "true":
-            return lambda answers: answers.get(key) is True
+            return f"{field} is True"
         case "eq":
-            value = str(rule.value)
-            return lambda answers: _text(answers.get(key)) == value
+            return f"_text({field}) == {_choice(rule.value)}"
         case "in":
-            values = frozenset(
-                str(v) for v in (rule.value if isinstance(rule.value, list) else [rule.value])
-            )
-            return lambda answers: _text(answers.get(key)) in values
+            values = rule.value if isinstance(rule.value, list) else [rule.value]
+            return f"_text({field}) in ({''.join(_choice(v) + ', ' for v in values)})"
         case "gte":
-            bound = int(str(rule.value))
-
-            def at_least(answers: dict[str, Any]) -> bool:
-                number = _number(answers.get(key))
-                return number is not None and number >= bound
-
-            return at_least
+            return f"_at_least({field}, {int(str(rule.value))})"
     raise ValueError(f"unknown rule op {rule.op!r}")
 
 
-def _amount(rule: Rule) -> Callable[[dict[str, Any]], int | Decimal]:
+def _python_amount(answers: str, rule: Rule) -> str:
     """The Python twin of :func:`predicate` for ``sum``: the number, or 0."""
-    key = rule.key
-    return lambda answers: _number(answers.get(key)) or 0
+    return f"(_number({answers}.get({_key(rule)!r})) or 0)"
+
+
+def measures_source(indicators: list[Indicator]) -> str:
+    """The source of ``measure(household_id, collected_at, answers, members)``: what one
+    submission counts, per indicator in catalog order (the rows of :func:`measures_lateral`,
+    before any sign or month). Generated as one flat function, as the SQL is generated as
+    text: one pass over the roster, each indicator's test inlined (a closure per indicator
+    and member cost several times as much)."""
+    lines = [
+        "def measure(household_id, collected_at, answers, members):",
+        "    household = str(household_id)",
+        "    hk = key(household)",
+        "    prefix = household + ':'",
+        "    year = collected_at.astimezone(ZONE).year",
+    ]
+    people = [(p, i) for p, i in enumerate(indicators) if i.subject == "member"]
+    for position, _ in people:
+        lines.append(f"    n{position} = nk{position} = d{position} = dk{position} = 0")
+    if people:
+        lines += [
+            "    for member_id, a in members:",
+            f"        born = _year(a.get({BIRTH_YEAR!r}))",
+            "        age = None if born is None else year - born",
+            "        rk = key(prefix + str(member_id))",
+        ]
+        for min_age in dict.fromkeys(i.min_age for _, i in people):
+            indent = "        "
+            if min_age is not None:
+                lines.append(f"        if age is not None and age >= {int(min_age)}:")
+                indent += "    "
+            for position, indicator in people:
+                if indicator.min_age != min_age:
+                    continue
+                lines.append(f"{indent}d{position} += 1")
+                lines.append(f"{indent}dk{position} += rk")
+                if indicator.rule.op == "sum":
+                    lines.append(f"{indent}v = {_python_amount('a', indicator.rule)}")
+                    lines.append(f"{indent}n{position} += v")
+                    lines.append(f"{indent}nk{position} += rk * v")
+                else:
+                    lines.append(f"{indent}if {_python_test('a', indicator.rule)}:")
+                    lines.append(f"{indent}    n{position} += 1")
+                    lines.append(f"{indent}    nk{position} += rk")
+    rows = []
+    for position, indicator in enumerate(indicators):
+        code = repr(indicator.code)
+        if indicator.subject == "member":
+            if indicator.rule.op == "sum":
+                rows.append(
+                    f"({code}, _bigint(n{position}), d{position}, _bigint(nk{position}),"
+                    f" dk{position})"
+                )
+            else:
+                rows.append(f"({code}, n{position}, d{position}, nk{position}, dk{position})")
+        elif indicator.rule.op == "sum":
+            lines.append(f"    v{position} = {_python_amount('answers', indicator.rule)}")
+            rows.append(f"({code}, _bigint(v{position}), 1, _bigint(hk * v{position}), hk)")
+        else:
+            lines.append(f"    t{position} = {_python_test('answers', indicator.rule)}")
+            rows.append(f"({code}, 1 if t{position} else 0, 1, hk if t{position} else 0, hk)")
+    lines.append("    return [" + ", ".join(rows) + "]")
+    return "\n".join(lines) + "\n"
 
 
 def measures_function(indicators: list[Indicator], keys: RecordKeys) -> MeasureFunction:
-    """What one submission counts, per indicator in catalog order (the rows of
-    :func:`measures_lateral`, before any sign or month): compiled once per catalog."""
-    steps: list[
-        Callable[[int, list[tuple[int | None, int, dict[str, Any]]], dict[str, Any]], Measured]
-    ] = []
-    for indicator in indicators:
-        steps.append(
-            _household_step(indicator)
-            if indicator.subject == "household"
-            else _member_step(indicator)
-        )
-
-    def measure(
-        household_id: uuid.UUID,
-        collected_at: datetime,
-        answers: dict[str, Any],
-        members: Sequence[Member],
-    ) -> list[Measured]:
-        household = str(household_id)
-        year = collected_at.astimezone(ZONE).year
-        people = []
-        for member_id, member_answers in members:
-            born = _year(member_answers.get(BIRTH_YEAR))
-            age = None if born is None else year - born
-            people.append((age, keys.of(f"{household}:{member_id}"), member_answers))
-        hk = keys.of(household)
-        return [step(hk, people, answers) for step in steps]
-
+    """:func:`measures_source`, compiled once per catalog."""
+    namespace: dict[str, Any] = {
+        "_text": _text,
+        "_number": _number,
+        "_bigint": _bigint,
+        "_year": _year,
+        "_at_least": _at_least,
+        "ZONE": ZONE,
+        "key": keys.of,
+    }
+    # Every key and value in the source passed the same checks as in the SQL (_field,
+    # _choice), and numbers are written by int(): nothing from a request reaches it.
+    exec(compile(measures_source(indicators), "<indicator catalog>", "exec"), namespace)  # noqa: S102
+    measure: MeasureFunction = namespace["measure"]
     return measure
-
-
-def _household_step(
-    indicator: Indicator,
-) -> Callable[[int, list[tuple[int | None, int, dict[str, Any]]], dict[str, Any]], Measured]:
-    code = indicator.code
-    if indicator.rule.op == "sum":
-        amount = _amount(indicator.rule)
-
-        def summed(hk: int, _people: object, answers: dict[str, Any]) -> Measured:
-            value = amount(answers)
-            return (code, _bigint(value), 1, _bigint(hk * value), hk)
-
-        return summed
-    test = _test(indicator.rule)
-
-    def counted(hk: int, _people: object, answers: dict[str, Any]) -> Measured:
-        return (code, 1, 1, hk, hk) if test(answers) else (code, 0, 1, 0, hk)
-
-    return counted
-
-
-def _member_step(
-    indicator: Indicator,
-) -> Callable[[int, list[tuple[int | None, int, dict[str, Any]]], dict[str, Any]], Measured]:
-    code, min_age = indicator.code, indicator.min_age
-
-    def eligible(age: int | None) -> bool:
-        return min_age is None or (age is not None and age >= min_age)
-
-    if indicator.rule.op == "sum":
-        amount = _amount(indicator.rule)
-
-        def summed(
-            _hk: int, people: list[tuple[int | None, int, dict[str, Any]]], _answers: object
-        ) -> Measured:
-            n: int | Decimal = 0
-            nk: int | Decimal = 0
-            d = dk = 0
-            for age, rk, answers in people:
-                if eligible(age):
-                    value = amount(answers)
-                    n += value
-                    nk += rk * value
-                    d += 1
-                    dk += rk
-            return (code, _bigint(n), d, _bigint(nk), dk)
-
-        return summed
-    test = _test(indicator.rule)
-
-    def counted(
-        _hk: int, people: list[tuple[int | None, int, dict[str, Any]]], _answers: object
-    ) -> Measured:
-        n = nk = d = dk = 0
-        for age, rk, answers in people:
-            if eligible(age):
-                d += 1
-                dk += rk
-                if test(answers):
-                    n += 1
-                    nk += rk
-        return (code, n, d, nk, dk)
-
-    return counted
 
 
 def month_of(at: datetime) -> date:

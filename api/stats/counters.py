@@ -61,7 +61,7 @@ class Tally:
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.deltas: dict[DeltaKey, list[int]] = {}
+        self.deltas: dict[tuple[int, int, date], dict[str, list[int]]] = {}
         self.provinces: set[int] = set()
         self._measured: dict[uuid.UUID, list[Measured]] = {}
 
@@ -95,36 +95,49 @@ class Tally:
         replaced: list[Measured] | None,
     ) -> None:
         month = month_of(counted_at)
-        for code, *cell in measured:
-            self._add(ward_id, province_id, month, code, cell, 1)
+        cells = self._cells(ward_id, province_id, month)
+        for code, n, d, nk, dk in measured:
+            _add(cells, code, n, d, nk, dk)
         if replaced is not None:
-            for code, *cell in replaced:
-                self._add(ward_id, province_id, month, code, cell, -1)
+            for code, n, d, nk, dk in replaced:
+                _add(cells, code, -n, -d, -nk, -dk)
             return
         hk = self.catalog.keys.of(str(household_id))
-        self._add(ward_id, province_id, month, COVERAGE, [1, 0, hk, 0], 1)
+        _add(cells, COVERAGE, 1, 0, hk, 0)
         if counted_at < created_at:  # registered from the first visit, not from its creation
-            self._add(ward_id, province_id, month_of(created_at), COVERAGE, [0, 1, 0, hk], -1)
-            self._add(ward_id, province_id, month, COVERAGE, [0, 1, 0, hk], 1)
+            _add(self._cells(ward_id, province_id, month_of(created_at)), COVERAGE, 0, -1, 0, -hk)
+            _add(cells, COVERAGE, 0, 1, 0, hk)
 
-    def _add(
-        self, ward_id: int, province_id: int, month: date, code: str, cell: list[int], sign: int
-    ) -> None:
-        total = self.deltas.setdefault((ward_id, province_id, month, code), [0, 0, 0, 0])
-        for i in range(4):
-            total[i] += sign * cell[i]
+    def _cells(self, ward_id: int, province_id: int, month: date) -> dict[str, list[int]]:
+        key = (ward_id, province_id, month)
+        cells = self.deltas.get(key)
+        if cells is None:
+            cells = self.deltas[key] = {}
+        return cells
 
     def rows(self) -> list[tuple[int, int, date, str, int, int, int, int]]:
         """The log rows: one per ward, month and measure that changed."""
         found = [
             (ward, province, month, code, cell[0], cell[1], cell[2], cell[3])
-            for (ward, province, month, code), cell in self.deltas.items()
+            for (ward, province, month), cells in self.deltas.items()
+            for code, cell in cells.items()
             if any(cell)
         ]
         changed = touched.get()
         if changed is not None:
             changed.update(row[1] for row in found)
         return found
+
+
+def _add(cells: dict[str, list[int]], code: str, n: int, d: int, nk: int, dk: int) -> None:
+    cell = cells.get(code)
+    if cell is None:
+        cells[code] = [n, d, nk, dk]
+    else:
+        cell[0] += n
+        cell[1] += d
+        cell[2] += nk
+        cell[3] += dk
 
 
 def difference(after: Deltas, before: Deltas) -> Deltas:

@@ -14,7 +14,6 @@ stable across visits, so a re-visit keeps the keys); a learner is their learner 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from pathlib import Path
 from typing import Final
 
@@ -41,9 +40,19 @@ class RecordKeys:
         key = key.ljust(BLOCK, b"\0")
         self.inner = bytes(b ^ 0x36 for b in key)
         self.outer = bytes(b ^ 0x5C for b in key)
+        # HMAC with its two padded-key blocks hashed once: writers key every person they
+        # count, and copying a hash state is a third of a fresh HMAC's cost.
+        self._inner_state = hashlib.sha256(self.inner)
+        self._outer_state = hashlib.sha256(self.outer)
 
     def of(self, unit: str) -> int:
-        return hmac.new(self._secret, unit.encode(), hashlib.sha256).digest()[0]
+        """The first byte of HMAC-SHA256(secret, unit) (tests/test_stats.py compares it with
+        ``hmac`` and with the SQL)."""
+        inner = self._inner_state.copy()
+        inner.update(unit.encode())
+        outer = self._outer_state.copy()
+        outer.update(inner.digest())
+        return outer.digest()[0]
 
     @property
     def params(self) -> tuple[bytes, bytes]:
