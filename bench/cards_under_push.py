@@ -1,9 +1,11 @@
 """Cards while pushes run (issue 15, part 5): the own-ward card, read by its ward official,
 with no writes and while open-loop pushers send its province 2,000 (and 1,000) submissions/s.
 
-One granian server (default workers) over a durable database of its own: Thanh Hóa's 166
-wards with a few households each (their counters rebuilt, so the card has numbers), a team
-member in each pushing ward and the card ward's official. Phases alternate within a round:
+A durable database of its own: Thanh Hóa's 166 wards with a few households each (their
+counters rebuilt, so the card has numbers), a team member in each pushing ward and the card
+ward's official. Two granian servers (default workers) take turns, one at a time, round after
+round, their order rotating: ``main`` (bench/write_path.py's ``main_tree``: the main branch,
+or ``BENCH_BASELINE=<rev>``) and this tree. Each runs one round of phases:
 
 - **baseline**: ``READERS`` closed-loop clients read the card, nothing else runs;
 - **loaded**: the same readers while pushers send batches of ``BATCH`` new, valid
@@ -13,11 +15,11 @@ member in each pushing ward and the card ward's official. Phases alternate withi
   those and the card's own ward.
 
 Every push drops the province's kept cards in the worker that took it and, within 0.1 s, in
-the other, so under load most card reads wait for a build. Each loaded figure is compared
-with the baseline just before it. With ``CDS_BENCH_LOOP_WATCH`` (any value), the server runs
-under bench/loop_watch.py's watch: the bench then also prints, per phase, how late each
-worker's loop was and which of the API's stacks held it (slightly slower: a heartbeat and a
-sampler run in every worker).
+the other, so under load many card reads wait for a build. Each loaded figure is compared
+with its server's baseline in the same round, and with main's. With ``CDS_BENCH_LOOP_WATCH``
+(any value), the servers run under bench/loop_watch.py's watch: the bench then also prints,
+per phase, how late each worker's loop was and which of the API's stacks held it (slightly
+slower: a heartbeat and a sampler run in every worker).
 """
 
 from __future__ import annotations
@@ -110,13 +112,17 @@ async def push_open_loop(
     in_flight: set[asyncio.Task[None]] = set()
 
     async def send(payload: bytes, due: float) -> None:
-        if idle:
-            reader, writer = idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            opened.append(writer)
-        writer.write(payload)
-        status, answer, _ = await read_response(reader)
+        try:
+            if idle:
+                reader, writer = idle.pop()
+            else:
+                reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+                opened.append(writer)
+            writer.write(payload)
+            status, answer, _ = await read_response(reader)
+        except (OSError, asyncio.IncompleteReadError):
+            run.errors += 1  # the connection is lost: not reused
+            return
         done = time.perf_counter()
         stored = _push_check(status, answer)
         run.errors += stored == 0
@@ -280,10 +286,11 @@ STAGES = [
     ("decoding pushed items", ("ingest.py:decode_item", "ingest.py:_decode_error")),
     ("validating them", ("ingest.py:_precheck", "ingest.py:_keys_known")),
     ("hashing them", ("ingest.py:content_hash",)),
+    ("folding the counters' log", ("stats/folder.py",)),
+    ("building a card", ("stats/routes.py:build",)),
+    ("counter deltas of a push (Python)", ("stats/counters.py", "stats/catalog.py")),
     ("storing a push (rows, SQL arguments)", ("ingest.py:_store_batch",)),
     ("rest of a push (envelope, results)", ("routes/sync.py:push",)),
-    ("building a card", ("stats/routes.py:build",)),
-    ("folding the counters' log", ("stats/folder.py",)),
     ("sending responses", ("send_wrapper",)),
     ("other API code", (" > ", "py:")),
 ]
@@ -406,12 +413,9 @@ def spread(values: list[float], digits: int = 0) -> str:
     return f"{min(values):,.{digits}f}–{max(values):,.{digits}f}"
 
 
-# The two changes of this part of the issue, each measured against main in the same round.
-VARIANTS = {
-    "main": {},  # main's code (extracted from git): neither change
-    "this tree, cards from the request pool": {"CONGDONGSO_CARD_POOL_MAX": "0"},  # yields only
-    "this tree": {},  # yields, and cards built from a pool of their own
-}
+# The code to compare with (bench/write_path.py: BENCH_BASELINE, the main branch by
+# default), and this tree. With both the same code, the two show this machine's noise.
+VARIANTS = ("main", "this tree")
 
 
 async def run(shared: Context) -> list[Result]:
@@ -432,7 +436,7 @@ async def run(shared: Context) -> list[Result]:
     for number in range(1, rounds + 1):
         shift = (number - 1) % len(names)  # each variant in every position in turn
         for name in names[shift:] + names[:shift]:
-            settings = dict(VARIANTS[name])
+            settings: dict[str, str] = {}
             if watch_dir is not None:
                 for old in watch_dir.glob("*.json"):
                     old.unlink()
