@@ -50,7 +50,10 @@ NAME = "write_profile"
 TITLE = "Where the write path's time goes: API profile and PostgreSQL activity shares"
 PHONE = "+84910000031"
 
-# Parts of the write path, by a frame's file or function.
+# Parts of the write path, by a frame's file or function. A sample goes to the part of its
+# innermost frame that has one: the work it was doing. Middleware frames (metrics, the card
+# cache) match none: they wrap every request, and a sample stopped at their ``await`` is the
+# event loop resuming the request, not their own work.
 PARTS: list[tuple[str, Callable[[str], bool]]] = [
     ("decode (msgspec, per item)", lambda f: "decode_item" in f or "_decode_error" in f),
     ("validation (compiled rules)", lambda f: "api/answers.py" in f),
@@ -58,27 +61,25 @@ PARTS: list[tuple[str, Callable[[str], bool]]] = [
     ("counter deltas (catalog rules)", lambda f: "<indicator catalog>" in f or "Tally" in f),
     ("database driver (asyncpg)", lambda f: "asyncpg" in f),
     ("sign-in (JWT)", lambda f: "jwt" in f or "api/auth.py" in f),
-    ("logs and metrics", lambda f: "api/logs.py" in f or "api/metrics.py" in f),
-    ("push envelope and results", lambda f: "api/routes/sync.py" in f),
+    (
+        "logs and metrics",
+        lambda f: "prometheus_client" in f or "api/logs.py" in f or "logging/" in f,
+    ),
+    ("ingest's own Python (classify, rows, results)", lambda f: "api/ingest.py" in f),
+    ("queries' own Python (arguments, rows)", lambda f: "api/queries/" in f),
+    ("push envelope and route", lambda f: "api/routes/sync.py" in f),
 ]
 FRAMEWORK = "web framework, server and event loop"
-OTHER = "other (ingest's own Python, stdlib)"
 
 
 def part_of(stack: str) -> str:
-    """The part of the innermost frame that belongs to one (middleware wraps everything, so
-    the part that did the work is the one nearest the top of the stack)."""
-    frames = stack.split(";")
-    for frame in reversed(frames):
+    """The part of the innermost frame that has one; else the framework's (Litestar, granian,
+    the event loop, and native code with no Python frame at all)."""
+    for frame in reversed(stack.split(";")):
         for name, matches in PARTS:
             if matches(frame):
                 return name
-    leaf = frames[-1]
-    if any(name in stack for name in ("api/ingest.py", "api/queries/")):
-        return OTHER
-    if any(name in leaf for name in ("litestar", "granian", "asyncio", "selectors", "msgspec")):
-        return FRAMEWORK
-    return FRAMEWORK if "litestar" in stack or "granian" in stack else OTHER
+    return FRAMEWORK
 
 
 def shares(path: Path) -> Counter[str]:
