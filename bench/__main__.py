@@ -28,6 +28,7 @@ MODULES = [
     "decode",
     "copy_batch",
     "write_profile",
+    "cards_under_push",
     "stats",
     "modules",
     "privacy",
