@@ -215,6 +215,7 @@ def create_app(dsn: str, settings: Settings | None = None) -> Litestar:
     app.state.places = Places()
     app.state.cards = cards
     app.state.outbox_waker = Waker(lambda: app.state.get("pool"))
+    app.state.push_slots = sync.PushSlots(settings.pushes_per_worker)
     app.state.folder = folder
     app.state.export_slots = ExportSlots(settings.exports_per_user)
     app.state.modules = ModuleCache(keys)

@@ -33,6 +33,7 @@ _ENV_NAMES = {
     "CONGDONGSO_POOL_MAX": "pool_max",
     "CONGDONGSO_EXPORT_POOL_MAX": "export_pool_max",
     "CONGDONGSO_EXPORTS_PER_USER": "exports_per_user",
+    "CONGDONGSO_PUSHES_PER_WORKER": "pushes_per_worker",
     "CONGDONGSO_LOGIN_MAX_FAILURES": "login_max_failures",
     "CONGDONGSO_LOGIN_MAX_FAILURES_PER_ADDR": "login_max_failures_per_addr",
     "CONGDONGSO_LOGIN_WINDOW": "login_window",
@@ -78,6 +79,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # connections; and one caller runs at most this many exports at once (per worker).
     export_pool_max: int = 2
     exports_per_user: int = 2
+    # Pushes each worker works on at once; the next wait for a slot before taking a pool
+    # connection (at most POOL_WAIT, then a 503): readers keep the loop and the pool.
+    pushes_per_worker: int = 2
     login_max_failures: int = 5  # per phone within the window
     login_max_failures_per_addr: int = 20  # per client address within the window
     login_window: int = 900  # seconds; also the lockout length

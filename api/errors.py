@@ -99,6 +99,19 @@ class Conflict(AppError):
     default_detail = N_("The request conflicts with the current state.")
 
 
+class Busy(AppError):
+    """The server has more work of this kind than it takes at once: nothing was done, and
+    the same request later will be (``Retry-After``)."""
+
+    status_code = 503
+    code = "busy"
+    title = N_("Service unavailable")
+    default_detail = N_(
+        "The server is busy with other uploads: nothing of this one was stored. "
+        "Send it again in a few seconds."
+    )
+
+
 class TooManyRequests(AppError):
     status_code = 429
     code = "too_many_requests"

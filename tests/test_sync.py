@@ -657,3 +657,40 @@ def test_an_item_reads_whole_floats_as_integers_but_no_strings() -> None:
         decode_item(item.replace(b"2.0", b'"2"'), ProgressUpdate)
     with pytest.raises(ValidationError):
         decode_item(item.replace(b"2.0", b"2.5"), ProgressUpdate)
+
+
+async def test_pushes_beyond_the_slots_wait_and_then_are_refused_whole(
+    app: Litestar, client: Client, team: dict[str, str], db: asyncpg.Connection
+) -> None:
+    """A worker works on its slots' worth of pushes at once: the next waits (without a pool
+    connection), and one that waits too long is a 503 ``busy`` with Retry-After, nothing of it
+    stored; sent again, it is accepted."""
+    from api.routes.sync import PushSlots
+
+    slots = app.state.push_slots = PushSlots(1, wait=0.3)
+    household = await new_household(client, team)
+    item = submission(household)
+    async with slots.slot():  # another push holds the only slot
+        refused = await client.post(
+            "/api/v1/sync/push",
+            json={"submissions": [item]},
+            headers={**team, "Accept-Language": "en"},
+        )
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "busy"
+    assert "nothing of this one was stored" in refused.json()["detail"]
+    assert refused.headers["retry-after"] == "5"
+    assert not await db.fetchval(
+        "SELECT count(*) FROM submission WHERE id = $1", uuid.UUID(str(item["id"]))
+    )
+
+    async def release_soon() -> None:
+        async with slots.slot():
+            await asyncio.sleep(0.1)
+
+    holder = asyncio.create_task(release_soon())
+    await asyncio.sleep(0)
+    waited = await client.post("/api/v1/sync/push", json={"submissions": [item]}, headers=team)
+    await holder
+    assert waited.status_code == 200
+    assert waited.json()["results"][0]["status"] == "accepted"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 import asyncpg
@@ -19,7 +21,9 @@ from litestar.security.jwt import Token
 from litestar.typing import FieldDefinition
 
 from api.auth import Principal, Role, requires_role
+from api.db import POOL_WAIT
 from api.errors import (
+    Busy,
     Conflict,
     FieldError,
     NotFound,
@@ -295,7 +299,6 @@ PUSH_BODY = Body(
 async def push(
     request: Request[Principal, Token, Any],
     state: State,
-    conn: NamedDependency[asyncpg.Connection],
     data: Annotated[PushItems, PUSH_BODY],
 ) -> PushResults:
     """Store a batch collected offline. Each item gets its own result: ``accepted``,
@@ -311,20 +314,50 @@ async def push(
             "", "max_items", N_("Send at most %(limit)s items in one push."), limit=PUSH_LIMIT
         )
     language = negotiate(request.headers.get("accept-language"))
-    catalog = await state.indicators.get(conn)
-    results = await ingest(
-        conn,
-        state.surveys,
-        catalog,
-        request.user,
-        data.submissions,
-        language,
-        events=state.settings.outbox,
-        wake=state.outbox_waker.poke,
-    )
-    results += await push_progress(conn, state.modules, request.user, data.progress, language)
-    results += await push_attempts(conn, state.modules, request.user, data.attempts, language)
+    # A slot first, then a connection: pushes beyond the slots wait without holding one.
+    async with state.push_slots.slot(), state.pool.acquire(timeout=POOL_WAIT) as conn:
+        catalog = await state.indicators.get(conn)
+        results = await ingest(
+            conn,
+            state.surveys,
+            catalog,
+            request.user,
+            data.submissions,
+            language,
+            events=state.settings.outbox,
+            wake=state.outbox_waker.poke,
+        )
+        results += await push_progress(conn, state.modules, request.user, data.progress, language)
+        results += await push_attempts(conn, state.modules, request.user, data.attempts, language)
     return PushResults(results=results)
+
+
+class PushSlots:
+    """How many pushes this process works on at once. A push is tens of milliseconds of
+    Python on the event loop (decoding, validating, counting a batch) between its queries;
+    when phones sync faster than the process keeps up, the excess waits here, before taking
+    a pool connection, instead of queueing on the loop ahead of every reader's request
+    (docs/benchmarks.md, "Cards while pushes run"). A push that waits longer than
+    ``wait`` seconds is a 503 ``busy`` with ``Retry-After``: nothing of it was stored, and
+    sending it again is safe."""
+
+    def __init__(self, limit: int, wait: float = POOL_WAIT) -> None:
+        self.limit, self.wait = limit, wait
+        self._free = asyncio.Semaphore(limit)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.wait_for(self._free.acquire(), self.wait)
+        except TimeoutError:
+            raise Busy(headers={"Retry-After": BUSY_RETRY_AFTER}) from None
+        try:
+            yield
+        finally:
+            self._free.release()
+
+
+BUSY_RETRY_AFTER = "5"  # seconds
 
 
 class SubmissionNotFound(NotFound):
