@@ -80,6 +80,8 @@ ROUND = [
     Phase("other wards, 1,000/s", 1_000),
     Phase("other wards, 2,000/s", 2_000),
     Phase("other wards + own ward, 2,000/s", 2_000, own_ward=True),
+    # More than the server stores on this machine: pushes queue, readers must not.
+    Phase("other wards, 4,000/s (overload)", 4_000),
 ]
 
 
