@@ -352,7 +352,7 @@ async def _store_once(
     }
     # A head about to be replaced: its answers are read to take what it counted away.
     replaced = {
-        heads[(c.submission.household_id, None)]
+        heads.get((c.submission.household_id, None))
         for c in candidates
         if c.household_state and c.submission.supersedes is not None
     } - {None}

@@ -119,6 +119,7 @@ async def test_a_single_submission_decides_as_a_one_item_push(
             new("unknown", supersedes=str(uuid.uuid4())),
             submission(elsewhere),  # another ward's household
             submission(str(uuid.uuid4())),  # no such household
+            submission(str(uuid.uuid4()), supersedes=first["id"]),  # an edit of none
             late,
             edit,  # a retry of an edit that is no longer the head: still a duplicate
         ]
@@ -128,7 +129,7 @@ async def test_a_single_submission_decides_as_a_one_item_push(
     statuses = [status for status, _, _ in answers["single"]]
     assert statuses == [
         "accepted", "duplicate", "conflict", "conflict", "accepted", "conflict", "conflict",
-        "rejected", "rejected", "accepted", "duplicate",
+        "rejected", "rejected", "rejected", "accepted", "duplicate",
     ]  # fmt: skip
     before = await counters(db)
     await rebuild(db, setup.catalog)

@@ -7,7 +7,8 @@ Where things are:
   ``migrations/data/indicators.json``.
 - ``cells``: a counter's cell (numerator, denominator and their key sums).
 - ``counters``: keeping the per-ward and per-province counters (writers append a batch's
-  ``Tally`` to the ``stat_log``; the fold and the rebuild) and reading them with the unfolded log; targets.
+  ``Tally`` to the ``stat_log``; the fold and the rebuild) and reading them with the
+  unfolded log; targets.
 - ``folder``: the background task that folds the log into the counters (one per database).
 - ``disclosure``: what a published figure may show (the cell key method).
 - ``sums``: a province's and the nation's figures, their wards' perturbed cells added up,
