@@ -82,7 +82,8 @@ def settle_heap(_: Litestar) -> None:
     process: ``gc.freeze``), and collect the youngest generation every 20,000 allocations
     rather than 700: a pushed batch allocates tens of thousands of objects, few of them in
     cycles, and each collection walked them (docs/benchmarks.md, "Write path")."""
-    gc.freeze()
+    if not gc.get_freeze_count():  # once per process (tests build many apps in one)
+        gc.freeze()
     young, middle, old = gc.get_threshold()
     gc.set_threshold(max(young, 20_000), max(middle, 20), max(old, 20))
 
