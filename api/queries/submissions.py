@@ -86,12 +86,21 @@ class NewRow(msgspec.Struct, frozen=True):
     content_hash: bytes
 
 
+# The body of a ``submission.accepted`` event, from a new submission ``s`` and its province
+# ``p`` and ward ``w`` (both statements below write it; api/events/outbox.py has the others).
+SUBMISSION_EVENT = """jsonb_build_object(
+                   'provinceCode', p.code, 'wardCode', w.code, 'householdId', s.household_id,
+                   'data', jsonb_build_object(
+                       'submissionId', s.id, 'surveyId', s.survey_id,
+                       'surveyVersion', s.survey_version, 'collectedAt', s.collected_at,
+                       'supersedes', s.supersedes))"""
+
 # What counts changed, one row per ward, month and measure (api/stats/counters.py).
 LogRow = tuple[int, int, date, str, int, int, int, int]
 
 # The accepted rows, the heads they move, their events and their counters' log in one
 # statement: no shared row is updated, and the statement is the same for every batch.
-STORE_SQL = """
+STORE_SQL = f"""
     WITH new AS (
         INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
                                 ward_id, collected_at, submitted_by, notice_version,
@@ -122,12 +131,7 @@ STORE_SQL = """
     ), events AS (
         INSERT INTO outbox (event_id, type, province_id, household_id, body, submission_id)
         SELECT gen_random_uuid(), 'submission.accepted', s.province_id, s.household_id,
-               jsonb_build_object(
-                   'provinceCode', p.code, 'wardCode', w.code, 'householdId', s.household_id,
-                   'data', jsonb_build_object(
-                       'submissionId', s.id, 'surveyId', s.survey_id,
-                       'surveyVersion', s.survey_version, 'collectedAt', s.collected_at,
-                       'supersedes', s.supersedes)),
+               {SUBMISSION_EVENT},
                s.id
         FROM unnest($1::uuid[]) WITH ORDINALITY AS n(id, position)
         JOIN new s ON s.id = n.id
@@ -228,7 +232,7 @@ async def campaign_heads(
 # version; everything else it reads is as of the statement's start. So when the household was
 # changed by a transaction this statement cannot see (it committed while we waited), the
 # answer is 'retry': the caller runs the statement again, with a snapshot that sees it.
-STORE_ONE_SQL = """
+STORE_ONE_SQL = f"""
     WITH h AS (
         SELECT id, ward_id, province_id, created_at, current_submission_id,
                pg_visible_in_snapshot(change_xid, pg_current_snapshot()) AS settled
@@ -271,12 +275,7 @@ STORE_ONE_SQL = """
     ), events AS (
         INSERT INTO outbox (event_id, type, province_id, household_id, body, submission_id)
         SELECT gen_random_uuid(), 'submission.accepted', s.province_id, s.household_id,
-               jsonb_build_object(
-                   'provinceCode', p.code, 'wardCode', w.code, 'householdId', s.household_id,
-                   'data', jsonb_build_object(
-                       'submissionId', s.id, 'surveyId', s.survey_id,
-                       'surveyVersion', s.survey_version, 'collectedAt', s.collected_at,
-                       'supersedes', s.supersedes)),
+               {SUBMISSION_EVENT},
                s.id
         FROM new s JOIN area p ON p.id = s.province_id JOIN area w ON w.id = s.ward_id
         WHERE $16::boolean
