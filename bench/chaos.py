@@ -263,7 +263,10 @@ class Tally:
 async def call(service: Service, payload: bytes, wait: float = 30) -> tuple[int, bytes]:
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", service.port), 5)
     try:
-        writer.write(payload)
+        try:
+            writer.write(payload)
+        except RuntimeError as error:  # uvloop: the server closed it already (a killed worker)
+            raise ConnectionResetError(str(error)) from error
         status, body, _ = await asyncio.wait_for(read_response(reader), wait)
         return status, body
     finally:
