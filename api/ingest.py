@@ -14,6 +14,7 @@ submission it replaces in ``supersedes`` and must name the household's current h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
@@ -386,7 +387,8 @@ async def _store_once(
         if locked.current_submission_id in replaced and locked.current_submission_id in found:
             old = found[locked.current_submission_id]
             members = [(m["memberId"], m["answers"]) for m in old.members or []]
-            tally.measure(old.id, hid, old.collected_at, old.answers or {}, members)
+            with contextlib.suppress(NotANumber):  # then its edits are refused, below
+                tally.measure(old.id, hid, old.collected_at, old.answers or {}, members)
     outcome: dict[int, ItemResult] = {}
     rows: list[q.NewRow] = []
     moved: dict[uuid.UUID, uuid.UUID] = {}
@@ -435,6 +437,7 @@ async def _store_once(
             continue
         counted_at = submission.collected_at
         measured: list[Measured] = []
+        replaced_measured: list[Measured] | None = None
         if c.household_state:
             try:
                 measured = tally.measure(
@@ -444,8 +447,13 @@ async def _store_once(
                     submission.answers,
                     [(m.member_id, m.answers) for m in submission.members],
                 )
-            except NotANumber:  # validation lets no such answer through: never in practice
-                log.error("an indicator reads a non-number in submission %s", submission.id)
+                if submission.supersedes is not None:
+                    replaced_measured = tally.measure_of(submission.supersedes)
+            except (NotANumber, KeyError):  # validation lets no such answer in: never in practice
+                log.error(
+                    "an indicator reads a non-number in submission %s or the one it replaces",
+                    submission.id,
+                )
                 outcome[c.index] = ItemResult(
                     id=submission.id,
                     status="rejected",
@@ -469,11 +477,7 @@ async def _store_once(
                 created_at=household.created_at,
                 counted_at=counted_at,
                 measured=measured,
-                replaced=(
-                    None
-                    if submission.supersedes is None
-                    else tally.measure_of(submission.supersedes)
-                ),
+                replaced=replaced_measured,
             )
         else:
             moved_campaigns[(household.id, submission.survey_id)] = submission.id
@@ -569,12 +573,15 @@ async def ingest_one(
             read = old is not None
             if old is not None:
                 counted_at = max(counted_at, old.counted_at)
-                replaced = catalog.measure(
-                    submission.household_id,
-                    old.collected_at,
-                    old.answers or {},
-                    [(m["memberId"], m["answers"]) for m in old.members or []],
-                )
+                try:
+                    replaced = catalog.measure(
+                        submission.household_id,
+                        old.collected_at,
+                        old.answers or {},
+                        [(m["memberId"], m["answers"]) for m in old.members or []],
+                    )
+                except NotANumber:
+                    return await as_a_batch()
         month = month_of(counted_at)
         change: dict[str, list[int]] = {code: list(cell) for code, *cell in measured}
         for code, *cell in replaced or []:

@@ -325,3 +325,33 @@ async def test_a_batch_that_races_an_id_is_stored_again(
         await batch.close()
     assert [r.status for r in results] == ["accepted"] * (size - 1) + ["conflict"]
     assert [e.code for e in results[-1].errors or []] == ["content_differs"]
+
+
+async def test_an_edit_of_a_state_the_rules_cannot_read_is_refused_not_a_500(
+    client: Client, db: asyncpg.Connection, setup: Setup
+) -> None:
+    """A stored state with a non-number where an indicator reads a number (validation lets
+    none in; here written past it): an edit of it is rejected as a storage error, through
+    the single statement's path and a push alike, and nothing is stored."""
+    cache = SurveyCache()
+    for send in ("single", "push"):
+        household = await new_household(client, setup.team, HAC_THANH)
+        first = submission(household)
+        assert (
+            await ingest_one(db, cache, setup.catalog, setup.principal, raw(first), "en")
+        ).status == "accepted"
+        await db.execute(
+            """UPDATE submission SET answers = answers || '{"hh_smart_devices": "many"}'
+               WHERE id = $1""",
+            uuid.UUID(str(first["id"])),
+        )
+        edit = submission(household, supersedes=first["id"])
+        if send == "single":
+            result = await ingest_one(db, cache, setup.catalog, setup.principal, raw(edit), "en")
+        else:
+            (result,) = await ingest(db, cache, setup.catalog, setup.principal, [raw(edit)], "en")
+        assert result.status == "rejected", (send, result)
+        assert [e.code for e in result.errors or []] == ["storage_error"]
+        assert not await db.fetchval(
+            "SELECT count(*) FROM submission WHERE id = $1", uuid.UUID(str(edit["id"]))
+        )
