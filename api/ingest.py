@@ -551,10 +551,8 @@ async def ingest_one(
         or _precheck(principal, submission, version, survey, datetime.now(UTC))
     ):
         return await as_a_batch()
-    tally = stats.Tally(catalog)
     try:
-        measured = tally.measure(
-            submission.id,
+        measured = catalog.measure(
             submission.household_id,
             submission.collected_at,
             submission.answers,

@@ -32,7 +32,6 @@ from api.db import connect
 from bench import Result
 from bench.env import Context, serve
 from bench.sync import (
-    BATCH,
     PASSWORD,
     PUSH_CLIENTS,
     PUSH_WARD,
@@ -40,6 +39,7 @@ from bench.sync import (
     _collector,
     _households,
     _push_check,
+    push_bodies,
     submission,
 )
 from tests.xlsforms import long_form
@@ -95,13 +95,7 @@ async def run(ctx: Context) -> list[Result]:
     finally:
         await conn.close()
 
-    def push_body() -> bytes | None:
-        items = []
-        for household_id in fresh:
-            items.append(submission(household_id, rng))
-            if len(items) == BATCH:
-                return msgspec.json.encode({"submissions": items})
-        return None
+    push_body = push_bodies(fresh, rng)
 
     # (a) the outbox on and off, alternating.
     rates: dict[bool, list[float]] = {True: [], False: []}

@@ -60,7 +60,7 @@ from bench.stats import (
     prepare,
     rebuild_counters,
 )
-from bench.sync import BATCH, PUSH_CLIENTS, _clients, _households, _push_check, submission
+from bench.sync import BATCH, PUSH_CLIENTS, _clients, _households, _push_check, push_bodies
 
 NAME = "privacy"
 TITLE = "Privacy: utility of the cell key method, and its cost on vs off (granian)"
@@ -802,13 +802,7 @@ async def measure_speed(
         # Push with record keys vs without, into the same ward.
         fresh = iter(push_households)
 
-        def push_body() -> bytes | None:
-            items = []
-            for household_id in fresh:
-                items.append(submission(household_id, rng))
-                if len(items) == BATCH:
-                    return msgspec.json.encode({"submissions": items})
-            return None
+        push_body = push_bodies(fresh, rng)
 
         def pushes(
             server: Server, connections: int, duration: float

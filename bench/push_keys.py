@@ -18,8 +18,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import msgspec
-
 from api.db import connect
 from api.stats.keys import RecordKeys, sql_key
 from bench import Result
@@ -33,7 +31,7 @@ from bench.sync import (
     _collector,
     _households,
     _push_check,
-    submission,
+    push_bodies,
 )
 
 NAME = "push_keys"
@@ -84,13 +82,7 @@ async def run(shared: Context) -> list[Result]:
     finally:
         await conn.close()
 
-    def push_body() -> bytes | None:
-        items = []
-        for household_id in fresh:
-            items.append(submission(household_id, rng))
-            if len(items) == BATCH:
-                return msgspec.json.encode({"submissions": items})
-        return None
+    push_body = push_bodies(fresh, rng)
 
     rates: dict[str, list[float]] = {"keys": [], "no keys": []}
     async with (

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import msgspec
 from tqdm import tqdm
 
 from api.db import connect
@@ -42,7 +41,7 @@ from bench.sync import (
     _collector,
     _households,
     _push_check,
-    submission,
+    push_bodies,
 )
 
 NAME = "stats"
@@ -300,13 +299,7 @@ async def run(shared: Context) -> list[Result]:
 
         fresh = iter(push_households)
 
-        def push_body() -> bytes | None:
-            items = []
-            for household_id in fresh:
-                items.append(submission(household_id, rng))
-                if len(items) == BATCH:
-                    return msgspec.json.encode({"submissions": items})
-            return None
+        push_body = push_bodies(fresh, rng)
 
         def pushes(connections: int, duration: float) -> Awaitable[tuple[LoadResult, int]]:
             return _clients(

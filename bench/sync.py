@@ -78,6 +78,31 @@ def submission(household_id: uuid.UUID, rng: random.Random) -> dict[str, Any]:
     }
 
 
+def push_bodies(fresh: Iterator[uuid.UUID], rng: random.Random) -> Callable[[], bytes | None]:
+    """Push bodies of BATCH new submissions, one household of ``fresh`` each, until they run
+    out (then None)."""
+
+    def body() -> bytes | None:
+        items = []
+        for household_id in fresh:
+            items.append(submission(household_id, rng))
+            if len(items) == BATCH:
+                return msgspec.json.encode({"submissions": items})
+        return None
+
+    return body
+
+
+def single_bodies(fresh: Iterator[uuid.UUID], rng: random.Random) -> Callable[[], bytes | None]:
+    """Single submission bodies, one household of ``fresh`` each, until they run out."""
+
+    def body() -> bytes | None:
+        household_id = next(fresh, None)
+        return msgspec.json.encode(submission(household_id, rng)) if household_id else None
+
+    return body
+
+
 def record(item: dict[str, Any], area: asyncpg.Record, user_id: uuid.UUID) -> tuple[Any, ...]:
     """The submission row for ``item`` as stored (the columns of SUBMISSION_COLUMNS)."""
     return (
@@ -232,13 +257,7 @@ async def run(ctx: Context) -> list[Result]:
         pull_token = await server.login("+84910000002", PASSWORD)
 
         # (a) push: batches of BATCH new submissions, PUSH_CLIENTS concurrent clients.
-        def push_body() -> bytes | None:
-            items = []
-            for household_id in fresh:
-                items.append(submission(household_id, rng))
-                if len(items) == BATCH:
-                    return msgspec.json.encode({"submissions": items})
-            return None  # out of households
+        push_body = push_bodies(fresh, rng)
 
         path = "/api/v1/sync/push"
         await _clients(server, token, path, push_body, _push_check, connections=2, duration=1)
@@ -272,9 +291,7 @@ async def run(ctx: Context) -> list[Result]:
         ]
 
         # (b) single submissions, SINGLE_CLIENTS concurrent clients.
-        def single_body() -> bytes | None:
-            household_id = next(fresh, None)
-            return msgspec.json.encode(submission(household_id, rng)) if household_id else None
+        single_body = single_bodies(fresh, rng)
 
         path = "/api/v1/submissions"
         await _clients(server, token, path, single_body, _single_check, connections=8, duration=1)

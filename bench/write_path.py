@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import asyncpg
-import msgspec
 
 from api.db import connect
 from bench import Result
 from bench.env import DATA_DIR, ROOT, Context, Server, cpu_seconds, postmaster_pid, serve
 from bench.sync import (
-    BATCH,
     PASSWORD,
     PUSH_CLIENTS,
     PUSH_WARD,
@@ -37,7 +35,8 @@ from bench.sync import (
     _households,
     _push_check,
     _single_check,
-    submission,
+    push_bodies,
+    single_bodies,
 )
 
 NAME = "write"
@@ -131,13 +130,7 @@ async def measure(
 ) -> Figures:
     fresh = await pool.top_up(int(PUSH_CAP * (duration + 1)))
 
-    def push_body() -> bytes | None:
-        items = []
-        for household_id in fresh:
-            items.append(submission(household_id, rng))
-            if len(items) == BATCH:
-                return msgspec.json.encode({"submissions": items})
-        return None
+    push_body = push_bodies(fresh, rng)
 
     path = "/api/v1/sync/push"
     await _clients(server, token, path, push_body, _push_check, connections=2, duration=1)
@@ -148,9 +141,7 @@ async def measure(
     push_app, push_db = cpu.per_item(accepted)
     fresh = await pool.top_up(int(SINGLE_CAP * (duration + 1)))
 
-    def single_body() -> bytes | None:
-        household_id = next(fresh, None)
-        return msgspec.json.encode(submission(household_id, rng)) if household_id else None
+    single_body = single_bodies(fresh, rng)
 
     path = "/api/v1/submissions"
     await _clients(server, token, path, single_body, _single_check, connections=8, duration=1)

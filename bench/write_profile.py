@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import asyncpg
-import msgspec
 
 from api.db import connect
 from bench import Result
 from bench.env import DATA_DIR, Context, Server, serve
 from bench.sync import (
-    BATCH,
     PASSWORD,
     PUSH_CLIENTS,
     PUSH_WARD,
@@ -41,7 +39,8 @@ from bench.sync import (
     _collector,
     _push_check,
     _single_check,
-    submission,
+    push_bodies,
+    single_bodies,
 )
 from bench.write_path import Pool
 
@@ -197,17 +196,9 @@ async def run(ctx: Context) -> list[Result]:
         token = await server.login(PHONE, PASSWORD)
         fresh = await pool.top_up(int(15_000 * (seconds + 2)))
 
-        def push_body() -> bytes | None:
-            items = []
-            for household_id in fresh:
-                items.append(submission(household_id, rng))
-                if len(items) == BATCH:
-                    return msgspec.json.encode({"submissions": items})
-            return None
+        push_body = push_bodies(fresh, rng)
 
-        def single_body() -> bytes | None:
-            household_id = next(fresh, None)
-            return msgspec.json.encode(submission(household_id, rng)) if household_id else None
+        single_body = single_bodies(fresh, rng)
 
         for kind, path, body, check, clients in (
             ("push", "/api/v1/sync/push", push_body, _push_check, PUSH_CLIENTS),

@@ -86,6 +86,15 @@ class NewRow(msgspec.Struct, frozen=True):
     content_hash: bytes
 
 
+# Both store statements below insert these columns and return what the rest of the
+# statement reads of the new rows (``new``).
+INSERT_SUBMISSION = """INSERT INTO submission (id, household_id, survey_id, survey_version,
+                                province_id, ward_id, collected_at, submitted_by,
+                                notice_version, supersedes, answers, members, content_hash,
+                                counted_at)"""
+RETURNING_NEW = """RETURNING id, household_id, survey_id, survey_version, province_id, ward_id,
+                  collected_at, supersedes"""
+
 # The body of a ``submission.accepted`` event, from a new submission ``s`` and its province
 # ``p`` and ward ``w`` (both statements below write it; api/events/outbox.py has the others).
 SUBMISSION_EVENT = """jsonb_build_object(
@@ -102,9 +111,7 @@ LogRow = tuple[int, int, date, str, int, int, int, int]
 # statement: no shared row is updated, and the statement is the same for every batch.
 STORE_SQL = f"""
     WITH new AS (
-        INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
-                                ward_id, collected_at, submitted_by, notice_version,
-                                supersedes, answers, members, content_hash, counted_at)
+        {INSERT_SUBMISSION}
         SELECT id, household_id, survey_id, survey_version, province_id, ward_id,
                collected_at, submitted_by, notice_version, supersedes, answers,
                members::jsonb, content_hash, counted_at
@@ -116,8 +123,7 @@ STORE_SQL = f"""
                   collected_at, submitted_by, notice_version, supersedes, answers,
                   members, content_hash, counted_at)
         ON CONFLICT (id) DO NOTHING
-        RETURNING id, household_id, survey_id, survey_version, province_id, ward_id,
-                  collected_at, supersedes
+        {RETURNING_NEW}
     ), moved AS (
         UPDATE household h
         SET current_submission_id = u.submission_id, updated_at = now(),
@@ -258,15 +264,12 @@ STORE_ONE_SQL = f"""
         LEFT JOIN h ON true
         LEFT JOIN submission prior ON prior.id = $1
     ), new AS (
-        INSERT INTO submission (id, household_id, survey_id, survey_version, province_id,
-                                ward_id, collected_at, submitted_by, notice_version,
-                                supersedes, answers, members, content_hash, counted_at)
+        {INSERT_SUBMISSION}
         SELECT $1, household_id, $3, $4, province_id, ward_id, $5, $6, $7, $8, $9,
                $10::text::jsonb, $11, $14
         FROM decision WHERE status = 'accepted'
         ON CONFLICT (id) DO NOTHING
-        RETURNING id, household_id, province_id, ward_id, survey_id, survey_version,
-                  collected_at, supersedes
+        {RETURNING_NEW}
     ), moved AS (
         UPDATE household h
         SET current_submission_id = new.id, updated_at = now(),
