@@ -325,12 +325,10 @@ async def _store_batch(
     for attempt in range(3):
         try:
             async with conn.transaction():
-                # The statements below are the same every time and their plans do not depend
-                # on the ids; planning the counters' query costs more than running it.
-                # Ingest's own statement and lock limits (api/db.py) for this transaction.
-                await conn.execute(
-                    f"SET LOCAL plan_cache_mode = force_generic_plan; {set_local_limits('ingest')}"
-                )
+                # Ingest's own statement and lock limits (api/db.py) for this transaction. The
+                # plans are PostgreSQL's choice: a generic plan made while a table was small
+                # (a new database) would scan it whole for as long as the connection lives.
+                await conn.execute(set_local_limits("ingest"))
                 return await _store_once(conn, catalog, principal, candidates, language, events)
         except _Raced:
             log.info("concurrent batch stored the same ids; retry %d", attempt + 1)
