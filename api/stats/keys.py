@@ -20,6 +20,7 @@ from typing import Final
 from api.config import Settings, generated_secret
 
 BLOCK: Final = 64  # SHA-256's block size, for the HMAC pads
+KEPT_KEYS: Final = 50_000  # keys kept per process (a few MB)
 
 
 def sql_key(message: str, inner: str, outer: str) -> str:
@@ -44,15 +45,24 @@ class RecordKeys:
         # count, and copying a hash state is a third of a fresh HMAC's cost.
         self._inner_state = hashlib.sha256(self.inner)
         self._outer_state = hashlib.sha256(self.outer)
+        # Keys already derived: a household's is taken twice per submission (its indicators,
+        # its coverage), and a re-visit keys the same people again.
+        self._kept: dict[str, int] = {}
 
     def of(self, unit: str) -> int:
         """The first byte of HMAC-SHA256(secret, unit) (tests/test_stats.py compares it with
         ``hmac`` and with the SQL)."""
-        inner = self._inner_state.copy()
-        inner.update(unit.encode())
-        outer = self._outer_state.copy()
-        outer.update(inner.digest())
-        return outer.digest()[0]
+        found = self._kept.get(unit)
+        if found is None:
+            inner = self._inner_state.copy()
+            inner.update(unit.encode())
+            outer = self._outer_state.copy()
+            outer.update(inner.digest())
+            found = outer.digest()[0]
+            if len(self._kept) >= KEPT_KEYS:  # a bound, not an LRU: forgetting all is cheap
+                self._kept.clear()
+            self._kept[unit] = found
+        return found
 
     @property
     def params(self) -> tuple[bytes, bytes]:
