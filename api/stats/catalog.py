@@ -211,6 +211,16 @@ def _year(value: object) -> int | None:
     return value
 
 
+_ids_json = msgspec.json.Encoder()
+_texts_of = msgspec.json.Decoder(list[str])
+
+
+def _texts(ids: list[uuid.UUID | str]) -> list[str]:
+    """``str()`` of each id (a record key's unit), by msgspec's encoder and decoder: uuid's own
+    ``__str__`` is Python, and cost a fifth of the rules' time for a household of four."""
+    return _texts_of.decode(_ids_json.encode(ids))
+
+
 def _at_least(value: object, bound: int) -> bool:
     number = _number(value)
     return number is not None and number >= bound
@@ -219,22 +229,27 @@ def _at_least(value: object, bound: int) -> bool:
 def _python_test(answers: str, rule: Rule) -> str:
     """The Python twin of :func:`predicate` for the boolean ops, as source text."""
     field = f"{answers}.get({_key(rule)!r})"
+    # Each helper is called only for a value of another type than the usual (a call per
+    # member and indicator was most of the rules' own time).
+    text = f"(_t if type(_t := {field}) is str else _text(_t))"
     match rule.op:
         case "true":
             return f"{field} is True"
         case "eq":
-            return f"_text({field}) == {_choice(rule.value)}"
+            return f"{text} == {_choice(rule.value)}"
         case "in":
             values = rule.value if isinstance(rule.value, list) else [rule.value]
-            return f"_text({field}) in ({''.join(_choice(v) + ', ' for v in values)})"
+            return f"{text} in ({''.join(_choice(v) + ', ' for v in values)})"
         case "gte":
-            return f"_at_least({field}, {int(str(rule.value))})"
+            bound = int(str(rule.value))
+            return f"(_g >= {bound} if type(_g := {field}) is int else _at_least(_g, {bound}))"
     raise ValueError(f"unknown rule op {rule.op!r}")
 
 
 def _python_amount(answers: str, rule: Rule) -> str:
     """The Python twin of :func:`predicate` for ``sum``: the number, or 0."""
-    return f"(_number({answers}.get({_key(rule)!r})) or 0)"
+    field = f"{answers}.get({_key(rule)!r})"
+    return f"(_v if type(_v := {field}) is int else (_number(_v) or 0))"
 
 
 def measures_source(indicators: list[Indicator]) -> str:
@@ -245,7 +260,8 @@ def measures_source(indicators: list[Indicator]) -> str:
     and member cost several times as much)."""
     lines = [
         "def measure(household_id, collected_at, answers, members):",
-        "    household = str(household_id)",
+        "    units = _texts([household_id, *[member[0] for member in members]])",
+        "    household = units[0]",
         "    hk = key(household)",
         "    prefix = household + ':'",
         "    year = collected_at.astimezone(ZONE).year",
@@ -255,10 +271,10 @@ def measures_source(indicators: list[Indicator]) -> str:
         lines.append(f"    n{position} = nk{position} = d{position} = dk{position} = 0")
     if people:
         lines += [
-            "    for member_id, a in members:",
-            f"        born = _year(a.get({BIRTH_YEAR!r}))",
+            "    for index, (_, a) in enumerate(members, 1):",
+            f"        born = _b if type(_b := a.get({BIRTH_YEAR!r})) is int else _year(_b)",
             "        age = None if born is None else year - born",
-            "        rk = key(prefix + str(member_id))",
+            "        rk = key(prefix + units[index])",
         ]
         for min_age in dict.fromkeys(i.min_age for _, i in people):
             indent = "        "
@@ -307,6 +323,7 @@ def measures_function(indicators: list[Indicator], keys: RecordKeys) -> MeasureF
         "_bigint": _bigint,
         "_year": _year,
         "_at_least": _at_least,
+        "_texts": _texts,
         "ZONE": ZONE,
         "key": keys.of,
     }
