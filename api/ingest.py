@@ -481,20 +481,19 @@ async def _store_once(
             moved_campaigns[(household.id, submission.survey_id)] = submission.id
         rows.append(
             q.NewRow(
-                id=submission.id,
-                household_id=household.id,
-                survey_id=submission.survey_id,
-                survey_version=submission.survey_version,
-                province_id=household.province_id,
-                ward_id=household.ward_id,
-                collected_at=submission.collected_at,
-                counted_at=counted_at,
-                submitted_by=principal.user_id,
-                notice_version=submission.consent.notice_version,
-                supersedes=submission.supersedes,
-                answers=submission.answers,
-                members=submission.members,
-                content_hash=c.content_hash,
+                submission.id,
+                household.id,
+                submission.survey_id,
+                submission.survey_version,
+                household.province_id,
+                household.ward_id,
+                submission.collected_at,
+                counted_at,
+                submission.consent.notice_version,
+                submission.supersedes,
+                submission.answers,
+                submission.members,
+                c.content_hash,
             )
         )
         seen[submission.id] = c.content_hash
@@ -503,10 +502,12 @@ async def _store_once(
 
     # One statement stores the rows, moves the heads, writes the events and grows the
     # counters' log: a card never needs a scan, and no shared row is updated.
-    if rows and await q.store(conn, rows, moved, moved_campaigns, tally.rows(), events) != len(
-        rows
-    ):
-        raise _Raced()
+    if rows:
+        stored = await q.store(
+            conn, rows, principal.user_id, moved, moved_campaigns, tally.rows(), events
+        )
+        if stored != len(rows):
+            raise _Raced()
     return outcome
 
 

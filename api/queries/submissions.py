@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -68,8 +68,9 @@ async def stored(
     return {row[0]: Stored(*row) for row in rows}  # the columns are the fields in order
 
 
-class NewRow(msgspec.Struct, frozen=True):
-    """One accepted submission, as stored."""
+class NewRow(NamedTuple):
+    """One accepted submission, as stored (a tuple: a batch's rows are turned into the
+    statement's columns by one ``zip``)."""
 
     id: uuid.UUID
     household_id: uuid.UUID
@@ -79,7 +80,6 @@ class NewRow(msgspec.Struct, frozen=True):
     ward_id: int
     collected_at: datetime
     counted_at: datetime
-    submitted_by: uuid.UUID
     notice_version: str
     supersedes: uuid.UUID | None
     answers: dict[str, Any]
@@ -120,12 +120,12 @@ STORE_SQL = f"""
                collected_at, submitted_by, notice_version, supersedes, answers,
                members::jsonb, content_hash, counted_at
         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::int[],
-                    $6::int[], $7::timestamptz[], $8::uuid[], $9::text[],
-                    $10::uuid[], $11::jsonb[], $12::text[], $13::bytea[],
-                    $14::timestamptz[])
+                    $6::int[], $7::timestamptz[], $14::timestamptz[], $9::text[],
+                    $10::uuid[], $11::jsonb[], $12::text[], $13::bytea[])
              AS r(id, household_id, survey_id, survey_version, province_id, ward_id,
-                  collected_at, submitted_by, notice_version, supersedes, answers,
-                  members, content_hash, counted_at)
+                  collected_at, counted_at, notice_version, supersedes, answers,
+                  members, content_hash)
+             CROSS JOIN (SELECT $8::uuid AS submitted_by) AS batch
         ON CONFLICT (id) DO NOTHING
         {RETURNING_NEW}
     ), moved AS (
@@ -164,6 +164,7 @@ STORE_SQL = f"""
 async def store(
     conn: asyncpg.Connection,
     rows: list[NewRow],
+    submitted_by: uuid.UUID,
     heads: dict[uuid.UUID, uuid.UUID],
     campaign_heads: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID],
     log: list[LogRow],
@@ -173,23 +174,25 @@ async def store(
     mark it changed for sync), write their events (when ``events``) and append what they
     change in the counters to the log, in one statement; returns how many rows were new
     (fewer: a concurrent batch stored some, and the caller rolls back)."""
+    (ids, households, surveys, versions, provinces, wards, collected, counted, notices,
+     supersedes, answers, members, hashes) = zip(*rows, strict=True)  # fmt: skip
     inserted: int = await conn.fetchval(
         STORE_SQL,
-        [r.id for r in rows],
-        [r.household_id for r in rows],
-        [r.survey_id for r in rows],
-        [r.survey_version for r in rows],
-        [r.province_id for r in rows],
-        [r.ward_id for r in rows],
-        [r.collected_at for r in rows],
-        [r.submitted_by for r in rows],
-        [r.notice_version for r in rows],
-        [r.supersedes for r in rows],
-        [r.answers for r in rows],
+        ids,
+        households,
+        surveys,
+        versions,
+        provinces,
+        wards,
+        collected,
+        submitted_by,
+        notices,
+        supersedes,
+        answers,
         # As JSON text: asyncpg would read a list of lists as a two-dimensional array.
-        [msgspec.json.encode(r.members).decode() for r in rows],
-        [r.content_hash for r in rows],
-        [r.counted_at for r in rows],
+        [msgspec.json.encode(roster).decode() for roster in members],
+        hashes,
+        counted,
         list(heads),
         list(heads.values()),
         [household for household, _ in campaign_heads],
