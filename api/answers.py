@@ -483,7 +483,157 @@ def _calculated(expected: float | None, value: Any, field: str, errors: list[Fie
         errors.append(FieldError(field, "calculation", CALCULATION, {"expected": shown}))
 
 
+# The fast path. Most submissions are valid, and a valid one needs no errors built: each
+# level's questions are also generated as one flat function that only says whether all is
+# well (no closure per question, the usual checks inline). When it says no, the closures
+# above find the errors, so every error, path and message comes from one place;
+# tests/test_answers_fast.py holds the two to the same verdict.
+LevelValid = Callable[[Scope, Scope | None, int], bool]
+
+
+def _calculated_ok(expected: float | None, value: Any) -> bool:
+    """Does :func:`_calculated` find nothing wrong?"""
+    if expected is None:
+        return value is None
+    return type(value) in (int, float) and math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _valid_check(question: SurveyQuestion, name: str, namespace: dict[str, Any]) -> list[str]:
+    """The lines refusing an answered ``v`` of ``question`` (indented for their block)."""
+    if isinstance(question, IntegerQuestion):
+        lines = ["if type(v) is not int:", "    return False"]
+        if question.min is not None:
+            namespace[f"low{name}"] = question.min
+            lines += [f"if v < low{name}:", "    return False"]
+        if question.max == "collectedYear":
+            lines += ["if v > year:", "    return False"]
+        elif question.max is not None:
+            namespace[f"high{name}"] = question.max
+            lines += [f"if v > high{name}:", "    return False"]
+        return lines
+    if isinstance(question, DecimalQuestion):
+        lines = ["if type(v) is not int and type(v) is not float:", "    return False"]
+        if question.min is not None:
+            namespace[f"low{name}"] = question.min
+            lines += [f"if v < low{name}:", "    return False"]
+        if question.max is not None:
+            namespace[f"high{name}"] = question.max
+            lines += [f"if v > high{name}:", "    return False"]
+        return lines
+    if isinstance(question, BooleanQuestion):
+        return ["if type(v) is not bool:", "    return False"]
+    if isinstance(question, SingleChoiceQuestion):
+        namespace[f"options{name}"] = frozenset(choice.value for choice in question.choices)
+        lines = [f"if type(v) is not str or v not in options{name}:", "    return False"]
+    else:  # text, date, multiple choice: their own checker
+        namespace[f"check{name}"] = _checker(question)
+        lines = [f"if check{name}(v, year) is not None:", "    return False"]
+    if isinstance(question, SingleChoiceQuestion | MultiChoiceQuestion):
+        filtered_out = _choice_filter(question)
+        if filtered_out is not None:
+            namespace[f"filtered{name}"] = filtered_out
+            lines += [f"if filtered{name}(v, scope):", "    return False"]
+    return lines
+
+
+def _valid_level(questions: list[SurveyQuestion], age_key: str | None = None) -> LevelValid:
+    """``_compile_level``'s verdict (no error at all?) as one generated function."""
+    namespace: dict[str, Any] = {
+        "known": frozenset(question.key for question in questions),
+        "_calculated_ok": _calculated_ok,
+    }
+    conditional = any(
+        question.relevant is not None
+        or isinstance(question, CalculateQuestion)
+        or getattr(question, "choice_filter", None) is not None
+        for question in questions
+    )
+    lines = [
+        "def valid(answers, outer, year):",
+        "    if not known.issuperset(answers):",
+        "        return False",
+        "    scope = {**(outer or {}), **answers}" if conditional else "    scope = answers",
+        "    age = None",
+    ]
+    for position, question in enumerate(questions):
+        name = str(position)
+        namespace[f"key{name}"] = question.key
+        lines.append(f"    v = answers.get(key{name})")
+        if isinstance(question, NoteQuestion):
+            lines += ["    if v is not None:", "        return False"]
+            continue
+        if isinstance(question, CalculateQuestion):
+            namespace[f"calculate{name}"] = _calculation(question.formula)
+            answered = [f"if not _calculated_ok(calculate{name}(scope), v):", "    return False"]
+        else:
+            answered = _valid_check(question, name, namespace)
+            if question.key == age_key:
+                answered.append("age = year - v")
+        if isinstance(question, CalculateQuestion):
+            checks = answered
+        else:
+            checks = ["if v is None:", "    return False" if question.required else "    pass"]
+            checks += ["else:"] + [f"    {line}" for line in answered]
+        if question.relevant is not None:
+            namespace[f"relevant{name}"] = _predicate(question.relevant)
+            lines += [
+                f"    if not relevant{name}(scope, age):",
+                "        if v is not None:",
+                "            return False",
+                "    else:",
+            ]
+            lines += [f"        {line}" for line in checks]
+        else:
+            lines += [f"    {line}" for line in checks]
+    lines.append("    return True")
+    # Nothing from a definition reaches the source but positions: keys, bounds and options
+    # are names in the namespace.
+    exec(compile("\n".join(lines) + "\n", "<survey rules>", "exec"), namespace)  # noqa: S102
+    valid: LevelValid = namespace["valid"]
+    return valid
+
+
+def _compile_valid(definition: SurveyDefinition) -> Callable[[SubmissionAsSent], bool]:
+    """Is ``submission`` free of errors (``_compile``'s result empty)?"""
+    household = _valid_level(definition.questions)
+    roster = definition.roster
+    if roster is None:
+        return lambda submission: (
+            not submission.members
+            and household(submission.answers, None, submission.collected_at.year)
+        )
+    age_key = _age_key(roster.questions)
+    member_level = _valid_level(roster.questions, age_key)
+    fewest, most, count_from = roster.min_count, roster.max_count, roster.count_from
+
+    def valid(submission: SubmissionAsSent) -> bool:
+        year = submission.collected_at.year
+        answers = submission.answers
+        members = submission.members
+        count = len(members)
+        if count < fewest or count > most or not household(answers, None, year):
+            return False
+        if len({member.member_id for member in members}) != count:
+            return False
+        if count_from is not None:
+            expected = answers.get(count_from)
+            if _is_int(expected) and expected != count:
+                return False
+        return all(member_level(member.answers, answers, year) for member in members)
+
+    return valid
+
+
 Validator = Callable[[SubmissionAsSent], list[FieldError]]
+
+
+def _age_key(questions: list[SurveyQuestion]) -> str | None:
+    """ "$age" in member conditions is derived from the first integer question whose maximum
+    is the year of collection (the birth year)."""
+    return next(
+        (q.key for q in questions if isinstance(q, IntegerQuestion) and q.max == "collectedYear"),
+        None,
+    )
 
 
 def _compile(definition: SurveyDefinition) -> Validator:
@@ -500,16 +650,7 @@ def _compile(definition: SurveyDefinition) -> Validator:
             return errors
 
         return without_roster
-    # "$age" in member conditions is derived from the first integer question (birth year).
-    age_key = next(
-        (
-            q.key
-            for q in roster.questions
-            if isinstance(q, IntegerQuestion) and q.max == "collectedYear"
-        ),
-        None,
-    )
-    member_level = _compile_level(roster.questions, age_key)
+    member_level = _compile_level(roster.questions, _age_key(roster.questions))
     fewest, most, count_from = roster.min_count, roster.max_count, roster.count_from
 
     def with_roster(submission: SubmissionAsSent) -> list[FieldError]:
@@ -547,6 +688,8 @@ class Rules(NamedTuple):
 
     check: Validator  # every problem of a submission (empty when it is valid)
     keys: frozenset[str]  # its questions' keys, household's and members'
+    valid: Callable[[SubmissionAsSent], bool]  # the fast verdict: is it free of problems?
+    problems: Validator  # the problems, found question by question (what check runs if not)
 
 
 # Published versions never change: each is compiled once (kept with its definition, so the
@@ -561,7 +704,12 @@ def rules(definition: SurveyDefinition) -> Rules:
         questions = definition.questions + (
             definition.roster.questions if definition.roster else []
         )
-        compiled = Rules(_compile(definition), frozenset(question.key for question in questions))
+        valid, problems = _compile_valid(definition), _compile(definition)
+
+        def check(submission: SubmissionAsSent) -> list[FieldError]:
+            return [] if valid(submission) else problems(submission)
+
+        compiled = Rules(check, frozenset(question.key for question in questions), valid, problems)
         found = (definition, compiled)
         _compiled[id(definition)] = found
     return found[1]
