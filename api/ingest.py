@@ -326,8 +326,8 @@ async def _store_batch(
         try:
             async with conn.transaction():
                 # Ingest's own statement and lock limits (api/db.py) for this transaction. The
-                # plans are PostgreSQL's choice: a generic plan made while a table was small
-                # (a new database) would scan it whole for as long as the connection lives.
+                # plans are PostgreSQL's choice: a generic plan made while a table was small (a
+                # new database) scanned it whole until an autoanalyze replaced it.
                 await conn.execute(set_local_limits("ingest"))
                 return await _store_once(conn, catalog, principal, candidates, language, events)
         except _Raced:
