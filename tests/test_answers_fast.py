@@ -13,7 +13,7 @@ import random
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -22,7 +22,8 @@ from api.answers import rules
 from api.authoring.xlsform import import_xlsform
 from schemas.households import Consent, MemberAnswersAsSent, SubmissionAsSent
 from schemas.surveys import SurveyDefinition
-from tests.xlsforms import Case, campaign_form, feature_forms
+from tests.conftest import member
+from tests.xlsforms import CAMPAIGN_CASES, Case, campaign_form, feature_forms
 
 BUILT_IN = Path(__file__).resolve().parents[1] / "migrations" / "data" / "household_digital_v1.json"
 COLLECTED = datetime(2025, 7, 1, 2, 30, tzinfo=UTC)
@@ -92,45 +93,14 @@ def _vary(
     return varied
 
 
-# Starts for the forms without cases in tests/xlsforms.py: valid answers (the campaign's are
-# those of tests/test_xlsform.py; the built-in survey's are like the benches').
+# Valid starts for the forms without cases of their own in feature_forms().
 STARTS: dict[str, list[dict[str, Any]]] = {
-    "campaign": [
-        {
-            "adults": 3,
-            "already_level2": 1,
-            "helped": "yes",
-            "activated": 2,
-            "help_date": "2025-07-01",
-            "remaining": 2,
-        },
-        {
-            "adults": 2,
-            "already_level2": 0,
-            "helped": "no",
-            "barriers": ["no_chip_card", "away"],
-            "remaining": 2,
-        },
-        {"adults": 0, "already_level2": 0, "remaining": 0},
-    ],
+    "campaign": [answers for answers, _, errors in CAMPAIGN_CASES if not errors],
     "household_digital": [
         {"hh_size": 2, "hh_broadband": "fibre", "hh_smart_devices": 3},
         {"hh_size": 2, "hh_broadband": "none", "hh_smart_devices": 0},
     ],
 }
-
-
-def _member(rng: random.Random) -> dict[str, Any]:
-    return {
-        "birth_year": rng.choice((1950, 1990, 2011, 2012, 2020)),
-        "smartphone": True,
-        "vneid": "level2",
-        "cloud_accounts": 1,
-        "digital_signature": False,
-        "epay": True,
-        "eps_used": False,
-        "skills_trained": False,
-    }
 
 
 @pytest.mark.parametrize("name", sorted(DEFINITIONS))
@@ -142,10 +112,12 @@ def test_the_fast_verdict_is_the_errors_verdict(name: str) -> None:
     member_keys = [q.key for q in definition.roster.questions] if definition.roster else []
     values = _values(definition)
     starts: list[tuple[dict[str, Any], list[dict[str, Any]]]] = [
-        (answers, [member["answers"] for member in members]) for answers, members, _ in cases
+        (answers, [entry["answers"] for entry in members]) for answers, members, _ in cases
     ]
     for answers in STARTS.get(name, []):
-        starts.append((answers, [_member(rng) for _ in range(2)] if member_keys else []))
+        roster = [member(rng.choice((1950, 1990, 2011, 2012, 2020))) for _ in range(2)]
+        roster_answers = [cast(dict[str, Any], m["answers"]) for m in roster]
+        starts.append((answers, roster_answers if member_keys else []))
     verdicts = {True: 0, False: 0}
     for round_ in range(1_500):
         answers, members = rng.choice(starts)

@@ -16,7 +16,13 @@ from litestar.testing import AsyncTestClient
 from api.answers import evaluate
 from schemas.surveys import Formula
 from tests.conftest import HAC_THANH, THANH_HOA, Accounts
-from tests.xlsforms import campaign_form, feature_forms, long_form, unsupported_form
+from tests.xlsforms import (
+    CAMPAIGN_CASES,
+    campaign_form,
+    feature_forms,
+    long_form,
+    unsupported_form,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -210,54 +216,7 @@ async def test_a_typical_campaign_form_end_to_end(
     assert body["survey"]["code"] == "vneid_level2_campaign"
     assert body["survey"]["title"]["vi"] == "Hỗ trợ VNeID mức 2"
     assert body["formVersion"] == "2025.07"
-    cases = [
-        (
-            {
-                "adults": 3,
-                "already_level2": 1,
-                "helped": "yes",
-                "activated": 2,
-                "help_date": "2025-07-01",
-                "remaining": 2,
-            },
-            [],
-            [],
-        ),
-        (
-            {
-                "adults": 2,
-                "already_level2": 0,
-                "helped": "no",
-                "barriers": ["no_chip_card", "away"],
-                "remaining": 2,
-            },
-            [],
-            [],
-        ),
-        ({"adults": 0, "already_level2": 0, "remaining": 0}, [], []),
-        (
-            {"adults": 2, "already_level2": 0, "helped": "yes", "remaining": 2},
-            [],
-            [("answers.activated", "required")],
-        ),
-        (
-            {
-                "adults": 2,
-                "already_level2": 0,
-                "helped": "yes",
-                "activated": 1,
-                "barriers": ["away"],
-                "remaining": 2,
-            },
-            [],
-            [("answers.barriers", "not_relevant")],
-        ),
-        (
-            {"adults": 31, "already_level2": 0, "helped": "no", "remaining": 31},
-            [],
-            [("answers.adults", "maximum")],
-        ),
-    ]
+    cases = CAMPAIGN_CASES
     results = await publish_and_push(client, people, body["survey"]["id"], cases)
     for (answers, _, expected), result in zip(cases, results, strict=True):
         assert [(e["field"], e["code"]) for e in result.get("errors") or []] == expected, (

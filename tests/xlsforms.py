@@ -462,6 +462,57 @@ def unsupported_form() -> bytes:
     )
 
 
+# The campaign form's cases: (answers, members, expected errors), as in feature_forms().
+CAMPAIGN_CASES: list[Case] = [
+    (
+        {
+            "adults": 3,
+            "already_level2": 1,
+            "helped": "yes",
+            "activated": 2,
+            "help_date": "2025-07-01",
+            "remaining": 2,
+        },
+        [],
+        [],
+    ),
+    (
+        {
+            "adults": 2,
+            "already_level2": 0,
+            "helped": "no",
+            "barriers": ["no_chip_card", "away"],
+            "remaining": 2,
+        },
+        [],
+        [],
+    ),
+    ({"adults": 0, "already_level2": 0, "remaining": 0}, [], []),
+    (
+        {"adults": 2, "already_level2": 0, "helped": "yes", "remaining": 2},
+        [],
+        [("answers.activated", "required")],
+    ),
+    (
+        {
+            "adults": 2,
+            "already_level2": 0,
+            "helped": "yes",
+            "activated": 1,
+            "barriers": ["away"],
+            "remaining": 2,
+        },
+        [],
+        [("answers.barriers", "not_relevant")],
+    ),
+    (
+        {"adults": 31, "already_level2": 0, "helped": "no", "remaining": 31},
+        [],
+        [("answers.adults", "maximum")],
+    ),
+]
+
+
 def campaign_form() -> bytes:
     """A province's monthly campaign: did the household get help activating VNeID level 2?"""
     return workbook(

@@ -96,15 +96,8 @@ class Tally:
     ) -> None:
         month = month_of(counted_at)
         cells = self._cells(ward_id, province_id, month)
-        for code, n, d, nk, dk in measured:  # _add, inlined: this runs per measure and item
-            cell = cells.get(code)
-            if cell is None:
-                cells[code] = [n, d, nk, dk]
-            else:
-                cell[0] += n
-                cell[1] += d
-                cell[2] += nk
-                cell[3] += dk
+        for code, n, d, nk, dk in measured:
+            _add(cells, code, n, d, nk, dk)
         if replaced is not None:
             for code, n, d, nk, dk in replaced:
                 _add(cells, code, -n, -d, -nk, -dk)
