@@ -440,18 +440,23 @@ def _step(question: SurveyQuestion, age_key: str | None) -> Step:
 Level = Callable[[Scope, str, int, list[FieldError], Scope | None], None]
 
 
-def _compile_level(questions: list[SurveyQuestion], age_key: str | None = None) -> Level:
-    """One level's questions (the household's, or a member's) as one check, in question
-    order; ``outer``: the household's answers, which a member's conditions also see."""
-    known = frozenset(question.key for question in questions)
-    steps = tuple(_step(question, age_key) for question in questions)
-    # Questions that read other answers: conditions, choice filters and calculations.
-    conditional = any(
+def _reads_other_answers(questions: list[SurveyQuestion]) -> bool:
+    """Does a question of this level read other answers (a condition, a choice filter, a
+    calculation)? Then its checks see a scope: the level's answers over the household's."""
+    return any(
         question.relevant is not None
         or isinstance(question, CalculateQuestion)
         or getattr(question, "choice_filter", None) is not None
         for question in questions
     )
+
+
+def _compile_level(questions: list[SurveyQuestion], age_key: str | None = None) -> Level:
+    """One level's questions (the household's, or a member's) as one check, in question
+    order; ``outer``: the household's answers, which a member's conditions also see."""
+    known = frozenset(question.key for question in questions)
+    steps = tuple(_step(question, age_key) for question in questions)
+    conditional = _reads_other_answers(questions)
 
     def level(
         answers: Scope, path: str, year: int, errors: list[FieldError], outer: Scope | None
@@ -542,12 +547,7 @@ def _valid_level(questions: list[SurveyQuestion], age_key: str | None = None) ->
         "known": frozenset(question.key for question in questions),
         "_calculated_ok": _calculated_ok,
     }
-    conditional = any(
-        question.relevant is not None
-        or isinstance(question, CalculateQuestion)
-        or getattr(question, "choice_filter", None) is not None
-        for question in questions
-    )
+    conditional = _reads_other_answers(questions)
     lines = [
         "def valid(answers, outer, year):",
         "    if not known.issuperset(answers):",

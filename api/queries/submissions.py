@@ -117,7 +117,7 @@ STORE_SQL = f"""
     WITH new AS (
         {INSERT_SUBMISSION}
         SELECT id, household_id, survey_id, survey_version, province_id, ward_id,
-               collected_at, submitted_by, notice_version, supersedes, answers,
+               collected_at, $8::uuid, notice_version, supersedes, answers,
                members::jsonb, content_hash, counted_at
         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int[], $5::int[],
                     $6::int[], $7::timestamptz[], $14::timestamptz[], $9::text[],
@@ -125,7 +125,6 @@ STORE_SQL = f"""
              AS r(id, household_id, survey_id, survey_version, province_id, ward_id,
                   collected_at, counted_at, notice_version, supersedes, answers,
                   members, content_hash)
-             CROSS JOIN (SELECT $8::uuid AS submitted_by) AS batch
         ON CONFLICT (id) DO NOTHING
         {RETURNING_NEW}
     ), moved AS (
